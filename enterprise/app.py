@@ -1,0 +1,221 @@
+"""The app factory: builds clients, repositories, services and resources, and wires them.
+
+Nothing here does I/O. Clients connect on first use; `Lifecycle.process_startup` reads the
+server's capabilities once and `process_shutdown` closes what this app opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import falcon.asgi
+import redis.asyncio
+from pymongo import AsyncMongoClient
+
+from enterprise import problems
+from enterprise.breakers import make_breaker
+from enterprise.cache import CacheTargets, ResponseCache
+from enterprise.capabilities import ServerCapabilities
+from enterprise.cursor import CursorCodec
+from enterprise.guard import WriteGuard
+from enterprise.repositories.api_keys import ApiKeysRepository
+from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
+from enterprise.repositories.client import CommandTimings, open_client, operation_timeout, ping, read_capabilities
+from enterprise.repositories.clinics import ClinicsRepository
+from enterprise.repositories.organizations import OrganizationsRepository
+from enterprise.resources import assignments, clinics, health, organizations, providers
+from enterprise.resources.base import Limits
+from enterprise.resources.reports import OrganizationSummary
+from enterprise.services.api_keys import ApiKeysService
+from enterprise.services.assignments import AssignmentsService
+from enterprise.services.clinics import ClinicsService
+from enterprise.services.organizations import OrganizationsService
+from enterprise.services.reports import ReportsService
+from enterprise.settings import Settings
+from middleware.auth import AuthMiddleware
+from middleware.budgets import BudgetMiddleware, BudgetTracker
+from middleware.compression import CompressionMiddleware
+from middleware.conditional import ConditionalMiddleware
+from middleware.deadline import DeadlineMiddleware
+from middleware.request_context import RequestContextMiddleware
+from middleware.response_cache import ResponseCacheMiddleware
+
+logger = logging.getLogger(__name__)
+ASGIApp = Callable[..., Any]
+
+
+class Lifecycle:
+    """Startup: read the capability record, arm the write guard. Shutdown: close clients."""
+
+    def __init__(self, app_state: AppState, *, close_mongo: bool, close_redis: bool) -> None:
+        self._state = app_state
+        self._close_mongo = close_mongo
+        self._close_redis = close_redis
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        caps = await read_capabilities(self._state.mongo)
+        self._state.capabilities = caps
+        # Where single-document updates are not atomic, serialise writes per document.
+        self._state.guard.enabled = not caps.atomic_updates
+        logger.info("server capabilities: %s", caps.as_dict())
+        if self._state.guard.enabled:
+            logger.warning("server lacks atomic single-document updates: per-document write guard is on")
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self._close_mongo:
+            await self._state.mongo.close()
+        if self._close_redis:
+            await self._state.redis.aclose()
+
+
+class AppState:
+    """What the SRE endpoints and tests may inspect: the live objects, not copies."""
+
+    def __init__(self, settings: Settings, mongo: AsyncMongoClient[Any], redis: Any, guard: WriteGuard,
+                 cache: ResponseCache, budgets: BudgetTracker, timings: CommandTimings) -> None:
+        self.settings = settings
+        self.mongo = mongo
+        self.redis = redis
+        self.guard = guard
+        self.cache = cache
+        self.budgets = budgets
+        self.timings = timings
+        self.capabilities: ServerCapabilities | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "server": self.capabilities.as_dict() if self.capabilities else None,
+            "writeGuard": "on" if self.guard.enabled else "off",
+            "cache": self.cache.snapshot(),
+        }
+
+
+def deadline_for(settings: Settings) -> Callable[[str, str], float]:
+    """Per-route timeouts (seed 002): search 5 s, reports/export 120 s, the rest 30 s."""
+
+    def timeout_for(method: str, path: str) -> float:
+        if path.endswith("/search"):
+            return settings.timeout_search
+        if "/reports/" in path or "/export" in path:
+            return settings.timeout_reports
+        return settings.timeout_default
+
+    return timeout_for
+
+
+def create_app(
+    settings: Settings,
+    *,
+    mongo: AsyncMongoClient[Any] | None = None,
+    redis_client: Any | None = None,
+) -> ASGIApp:
+    """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks)."""
+    timings = CommandTimings(settings.db_slow_query_threshold)
+    close_mongo, close_redis = mongo is None, redis_client is None
+    mongo = mongo or open_client(settings, [timings])
+    redis_client = redis_client or redis.asyncio.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+    )
+    db = mongo[settings.mongodb_database]
+
+    redis_breaker = make_breaker(
+        "redis",
+        failure_threshold=settings.circuit_breaker_failure_threshold,
+        reset_timeout=settings.circuit_breaker_reset_timeout,
+    )
+    cache = ResponseCache(
+        redis_client,
+        redis_breaker,
+        enabled=settings.cache_enabled,
+        local_max_entries=settings.cache_local_max_entries,
+        degraded_ttl=settings.cache_local_ttl,
+        stale_seconds=settings.cache_stale_seconds,
+        namespace=settings.mongodb_database,
+    )
+    guard = WriteGuard(
+        enabled=False,
+        redis=redis_client,
+        workers=settings.workers,
+        namespace=settings.mongodb_database,
+        lease_ms=settings.write_lock_lease_ms,
+        wait_ms=settings.write_lock_wait_ms,
+    )
+    repo_options: dict[str, Any] = {
+        "guard": guard,
+        "count_cap": settings.count_cap,
+        "count_max_time_ms": settings.count_max_time_ms,
+    }
+    organization_repo = OrganizationsRepository(db, **repo_options)
+    clinic_repo = ClinicsRepository(db, **repo_options)
+    assignment_repo = AssignmentsRepository(db, **repo_options)
+    service_options: dict[str, Any] = {"codec": CursorCodec(settings.cursor_secret), "cache": cache}
+    organization_service = OrganizationsService(organization_repo, clinic_repo, **service_options)
+    clinic_service = ClinicsService(clinic_repo, organization_repo, **service_options)
+    assignment_service = AssignmentsService(assignment_repo, clinic_repo, **service_options)
+    reports = ReportsService(organization_repo, ClinicStatsRepository(db, **repo_options), assignment_repo)
+    keys = ApiKeysService(ApiKeysRepository(db, **repo_options))
+
+    budgets = BudgetTracker(settings.budgets_ms)
+    state = AppState(settings, mongo, redis_client, guard, cache, budgets, timings)
+    targets = CacheTargets(cache)
+    app = falcon.asgi.App(
+        # Order matters. Budgets first, so every request is timed, short-circuits included;
+        # then who is asking; then revalidation (a 304 needs no cache lookup and no
+        # database); then the response cache, whose hits skip the resource.
+        middleware=[
+            Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
+            BudgetMiddleware(budgets),
+            AuthMiddleware(keys.authenticate),
+            ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
+            ResponseCacheMiddleware(cache, targets.describe),
+        ],
+    )
+    app.req_options.strip_url_path_trailing_slash = True
+    app.resp_options.default_media_type = falcon.MEDIA_JSON
+    problems.register(app)
+
+    limits = Limits(settings.pagination_default_limit, settings.pagination_max_limit, settings.max_body_bytes)
+    route_table: list[tuple[str, object]] = [
+        ("/health/live", health.Live()),
+        (
+            "/health/ready",
+            health.Ready(lambda: ping(mongo, 1.0), lambda: redis_client.ping(), state.describe),
+        ),
+        *organizations.routes(
+            organization_service, limits,
+            item_ttl=settings.cache_ttl_organization, list_ttl=settings.cache_ttl_list,
+        ),
+        *clinics.routes(
+            clinic_service, limits, item_ttl=settings.cache_ttl_clinic, list_ttl=settings.cache_ttl_list
+        ),
+        *assignments.routes(
+            assignment_service, limits,
+            item_ttl=settings.cache_ttl_assignment, list_ttl=settings.cache_ttl_list,
+        ),
+        *providers.routes(assignment_service, limits, list_ttl=settings.cache_ttl_list),
+        (
+            "/api/v1/reports/organizations/{organization_id}/summary",
+            OrganizationSummary(reports, ttl=settings.cache_ttl_stats),
+        ),
+    ]
+    for template, resource in route_table:
+        app.add_route(template, resource)
+
+    # Outside Falcon, on raw ASGI, outermost first: the request id and Server-Timing wrap
+    # everything; the deadline bounds all work inside it (pymongo gets maxTimeMS for what
+    # is left); compression sees the final body.
+    wrapped: ASGIApp = CompressionMiddleware(
+        app,
+        minimum_size=settings.compression_min_bytes,
+        brotli_quality=settings.brotli_quality,
+        gzip_level=settings.gzip_level,
+    )
+    wrapped = DeadlineMiddleware(wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout)
+    wrapped = RequestContextMiddleware(wrapped)
+    wrapped.state = state  # type: ignore[attr-defined]
+    return wrapped

@@ -1,0 +1,69 @@
+"""API keys, principals and the role policy.
+
+Keys are random 32-byte tokens shown once; only their SHA-256 is stored. A key either belongs
+to the platform (no organization) or to one organization, which then scopes every query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+
+from bson import ObjectId
+
+from enterprise.errors import Forbidden
+
+
+class Role(str, Enum):
+    PLATFORM_ADMIN = "platform_admin"
+    ORG_ADMIN = "org_admin"
+    ORG_READER = "org_reader"
+    SRE = "sre"
+
+
+class Action(str, Enum):
+    READ = "read"  # tenant data
+    WRITE = "write"  # tenant data
+    ADMIN = "admin"  # create/delete organizations, see every tenant
+    OPERATE = "operate"  # performance and SRE endpoints
+
+
+POLICY: dict[Role, frozenset[Action]] = {
+    Role.PLATFORM_ADMIN: frozenset(Action),
+    Role.ORG_ADMIN: frozenset({Action.READ, Action.WRITE}),
+    Role.ORG_READER: frozenset({Action.READ}),
+    Role.SRE: frozenset({Action.OPERATE}),
+}
+
+KEY_PREFIX = "ent_"
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    name: str
+    role: Role
+    organization_id: ObjectId | None
+
+    @property
+    def tenant(self) -> ObjectId | None:
+        """The organization every query is confined to; None for platform-wide keys."""
+        return self.organization_id if self.role is not Role.PLATFORM_ADMIN else None
+
+    @property
+    def scope_label(self) -> str:
+        return str(self.tenant) if self.tenant is not None else "platform"
+
+    def require(self, action: Action) -> None:
+        if action not in POLICY[self.role]:
+            raise Forbidden(f"the {self.role.value} role may not {action.value}")

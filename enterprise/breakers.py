@@ -1,0 +1,34 @@
+"""Circuit breakers (pybreaker) shared by the Redis tier now and the MongoDB path later."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pybreaker
+
+logger = logging.getLogger(__name__)
+
+
+class _LogTransitions(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object) -> None:
+        logger.warning(
+            "circuit breaker %s: %s -> %s",
+            cb.name,
+            getattr(old_state, "name", old_state),
+            getattr(new_state, "name", new_state),
+        )
+
+
+def make_breaker(name: str, *, failure_threshold: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
+    """A breaker whose `calling()` context manager wraps awaited calls.
+
+    Cancellation is not a dependency failure, so it does not count towards tripping.
+    """
+    return pybreaker.CircuitBreaker(
+        fail_max=failure_threshold,
+        reset_timeout=reset_timeout,
+        exclude=[asyncio.CancelledError],
+        listeners=[_LogTransitions()],
+        name=name,
+    )

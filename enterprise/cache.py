@@ -1,0 +1,331 @@
+"""Two-tier response cache with O(1) invalidation through generation counters.
+
+* Keys embed the generations of what a response depends on (`clinics`, `clinics:<org>`,
+  `clinics#<id>` …). A write `INCR`s its generations, so older keys are never read again and
+  simply expire by TTL: no SCAN, no KEYS, no fan-out.
+* An in-process TTL-LRU sits in front of Redis. When Redis fails (its breaker opens) the
+  service keeps going on the in-process tier alone, keyed by this worker's own generations.
+  A worker then sees its own writes at once; other workers' writes become visible when the
+  degraded entry expires (`CACHE_LOCAL_TTL`, 2 s by default). When Redis answers again,
+  the worker bumps a global epoch, so nothing cached before or during the outage is served.
+* Entries store the serialised body with its ETag and headers: a hit does no JSON work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+import pybreaker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from enterprise.etags import list_etag
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_HEADER = struct.Struct("!I")
+
+
+@dataclass(slots=True)
+class Entry:
+    body: bytes
+    etag: str | None
+    content_type: str
+    headers: list[tuple[str, str]]
+    stored_at: float
+    ttl: float
+
+    def age(self, now: float) -> float:
+        return now - self.stored_at
+
+    def dump(self) -> bytes:
+        meta = orjson.dumps([self.etag, self.content_type, self.headers, self.stored_at, self.ttl])
+        return _HEADER.pack(len(meta)) + meta + self.body
+
+    @classmethod
+    def load(cls, raw: bytes) -> Entry:
+        (size,) = _HEADER.unpack_from(raw)
+        etag, content_type, headers, stored_at, ttl = orjson.loads(raw[4 : 4 + size])
+        return cls(raw[4 + size :], etag, content_type, [tuple(h) for h in headers], stored_at, ttl)
+
+
+class LocalLRU:
+    """A bounded, TTL-aware LRU of entries (the in-process tier)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._items: OrderedDict[str, tuple[float, Entry]] = OrderedDict()
+
+    def get(self, key: str, now: float) -> Entry | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, entry = item
+        if now >= expires:
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: Entry, expires: float) -> None:
+        self._items[key] = (expires, entry)
+        self._items.move_to_end(key)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    local_hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    errors: int = 0
+    stores: int = 0
+    coalesced: int = 0
+    degraded_since: float | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        served = self.hits + self.misses + self.stale
+        return {
+            "hits": self.hits,
+            "localHits": self.local_hits,
+            "misses": self.misses,
+            "stale": self.stale,
+            "errors": self.errors,
+            "stores": self.stores,
+            "coalesced": self.coalesced,
+            "hitRate": round((self.hits + self.stale) / served, 4) if served else None,
+            "degraded": self.degraded_since is not None,
+        }
+
+
+class ResponseCache:
+    """Generations, the two tiers, single-flight bookkeeping and counters."""
+
+    def __init__(
+        self,
+        redis: Redis | None,
+        breaker: pybreaker.CircuitBreaker,
+        *,
+        enabled: bool = True,
+        local_max_entries: int = 5000,
+        degraded_ttl: float = 2.0,
+        stale_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        namespace: str = "enterprise",
+    ) -> None:
+        self.enabled = enabled
+        # Several deployments (or test databases) may share one Redis.
+        self._gen = f"gen:{namespace}:"
+        self._entry = f"cache:{namespace}:"
+        self._epoch = f"{self._gen}~epoch"
+        self._redis = redis
+        self._breaker = breaker
+        self._local = LocalLRU(local_max_entries)
+        self._local_generations: dict[str, int] = {}
+        self._degraded_ttl = degraded_ttl
+        self.stale_seconds = stale_seconds
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self._needs_epoch_bump = False
+        self.stats = CacheStats()
+
+    # -- Redis, behind the breaker -------------------------------------------------------
+
+    async def _redis_call(self, call: Callable[[Redis], Awaitable[T]]) -> T | None:
+        """Run one Redis call; None when Redis is down or its breaker is open."""
+        if self._redis is None:
+            return None
+        try:
+            with self._breaker.calling():
+                result = await call(self._redis)
+        except pybreaker.CircuitBreakerError:
+            self._enter_degraded()
+            return None
+        except (RedisError, OSError) as ex:
+            self.stats.errors += 1
+            self._enter_degraded()
+            logger.warning("cache: Redis call failed, using the in-process tier: %s", ex)
+            return None
+        if self.stats.degraded_since is not None:
+            await self._recover()
+        return result
+
+    def _enter_degraded(self) -> None:
+        if self.stats.degraded_since is None:
+            self.stats.degraded_since = self._clock()
+            self._needs_epoch_bump = True
+
+    async def _recover(self) -> None:
+        assert self._redis is not None
+        if self._needs_epoch_bump:
+            # Writes made anywhere during the outage were not announced: retire every key
+            # cached before now by moving the global epoch.
+            await self._redis.incr(self._epoch)
+            self._needs_epoch_bump = False
+        logger.warning("cache: Redis is back after %.1f s", self._clock() - (self.stats.degraded_since or 0))
+        self.stats.degraded_since = None
+
+    @property
+    def degraded(self) -> bool:
+        return self._redis is None or self.stats.degraded_since is not None
+
+    # -- generations ------------------------------------------------------------------
+
+    async def generations(self, names: Sequence[str]) -> str:
+        """The key material for `names`: Redis generations, or local ones when degraded."""
+        keys = [self._epoch, *(self._gen + n for n in names)]
+        values = await self._redis_call(lambda r: r.mget(keys))
+        if values is None:
+            return "l:" + ".".join(str(self._local_generations.get(n, 0)) for n in names)
+        if any(v is None for v in values):
+            seed = str(time.time_ns() // 1000)
+            missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+
+            async def initialise(r: Redis) -> list[Any]:
+                async with r.pipeline(transaction=False) as pipe:
+                    for key in missing:
+                        pipe.set(key, seed, nx=True)
+                    pipe.mget(keys)
+                    return list(await pipe.execute())
+
+            result = await self._redis_call(initialise)
+            if result is None:
+                return "l:" + ".".join(str(self._local_generations.get(n, 0)) for n in names)
+            values = result[-1]
+        return "r:" + ".".join(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+
+    async def bump(self, names: Sequence[str]) -> None:
+        """Invalidate everything that depends on `names`: O(1) per name, one round trip."""
+        for name in names:
+            self._local_generations[name] = self._local_generations.get(name, 0) + 1
+        if self._redis is None:
+            return
+        seed = str(time.time_ns() // 1000)
+
+        async def incr(r: Redis) -> list[Any]:
+            async with r.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.set(self._gen + name, seed, nx=True)
+                    pipe.incr(self._gen + name)
+                return list(await pipe.execute())
+
+        if await self._redis_call(incr) is None:
+            logger.warning("cache: could not announce a write to %s; degraded freshness", names)
+
+    # -- entries ----------------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry | None:
+        if not self.enabled:
+            return None
+        now = self._clock()
+        entry = self._local.get(key, now)
+        if entry is not None:
+            self.stats.local_hits += 1
+            return entry
+        if key.startswith("l:") or self.degraded and self._redis is None:
+            return None
+        raw = await self._redis_call(lambda r: r.get(self._entry + key))
+        if raw is None:
+            return None
+        entry = Entry.load(raw)
+        self._local.put(key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds))
+        return entry
+
+    async def put(self, key: str, entry: Entry) -> None:
+        if not self.enabled:
+            return
+        self.stats.stores += 1
+        if key.startswith("l:"):
+            self._local.put(key, entry, entry.stored_at + min(entry.ttl, self._degraded_ttl))
+            return
+        self._local.put(key, entry, entry.stored_at + entry.ttl)
+        ttl_ms = int((entry.ttl + self.stale_seconds) * 1000)
+        await self._redis_call(lambda r: r.set(self._entry + key, entry.dump(), px=ttl_ms))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def entry(
+        self, *, body: bytes, etag: str | None, content_type: str, headers: list[tuple[str, str]], ttl: float
+    ) -> Entry:
+        return Entry(body, etag, content_type, headers, self._clock(), ttl)
+
+    # -- single flight ----------------------------------------------------------------
+
+    def lead(self, key: str) -> asyncio.Future[Entry | None] | None:
+        """Become the one request computing `key`; returns the leader's future otherwise."""
+        future = self._inflight.get(key)
+        if future is not None:
+            self.stats.coalesced += 1
+            return future
+        self._inflight[key] = asyncio.get_running_loop().create_future()
+        return None
+
+    def finish(self, key: str, entry: Entry | None) -> None:
+        future = self._inflight.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(entry)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.stats.as_dict(), "localEntries": len(self._local), "inflight": len(self._inflight)}
+
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTarget:
+    key: str
+    ttl: float
+    list_etag: str | None
+
+
+class CacheTargets:
+    """Turns a request into its cache target; memoised on the request.
+
+    Resources declare `cache_policy(req, params) -> (generation names, ttl, is_list)`. The key
+    covers the generations, the caller's role and tenant, the path and the normalised query,
+    so a hit can never cross tenants or roles.
+    """
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    async def describe(self, req: Any, resource: object, params: dict[str, Any]) -> CacheTarget | None:
+        if hasattr(req.context, "cache_target"):
+            target: CacheTarget | None = req.context.cache_target
+            return target
+        target = None
+        policy = getattr(resource, "cache_policy", None)
+        principal = getattr(req.context, "principal", None)
+        if policy is not None and principal is not None:
+            decided = policy(req, params)
+            if decided is not None:
+                names, ttl, is_list = decided
+                generations = await self._cache.generations(names)
+                query = "&".join(f"{k}={v}" for k, v in sorted(req.params.items()))
+                material = (
+                    f"{generations}|{principal.role.value}|{principal.scope_label}|{req.path}?{query}"
+                )
+                digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
+                target = CacheTarget(
+                    key=f"{generations[0]}:{digest}",
+                    ttl=float(ttl),
+                    list_etag=list_etag(material) if is_list else None,
+                )
+        req.context.cache_target = target
+        return target

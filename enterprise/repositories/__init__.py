@@ -1,0 +1,1 @@
+"""The only package in `enterprise` that imports pymongo."""

@@ -1,0 +1,180 @@
+"""Generic lean access to one collection: projected finds, keyset pages, bounded counts,
+conditional writes. Subclasses only add the queries that are theirs alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from enterprise.cursor import SortSpec, keyset_filter, reverse
+from enterprise.errors import Conflict, DeadlineExceeded, NotFound, PreconditionFailed
+from enterprise.guard import WriteGuard
+from enterprise.repositories.errors import translated
+
+Document = dict[str, Any]
+Changes = tuple[dict[str, Any], list[str]]  # ($set fields, fields to $unset)
+
+
+def utcnow() -> datetime:
+    # Millisecond precision: what BSON stores, so cursors and ETags round-trip exactly.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Repository:
+    """One collection. `scope` filters (the tenant) are merged into every query."""
+
+    collection_name: str = ""
+    unique_fields: Mapping[str, str] = {}
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        guard: WriteGuard,
+        count_cap: int = 10_000,
+        count_max_time_ms: int = 200,
+    ) -> None:
+        self._collection = db[self.collection_name]
+        self._guard = guard
+        self._count_cap = count_cap
+        self._count_max_time_ms = count_max_time_ms
+
+    def _translated(self) -> Any:
+        return translated(self.collection_name, self.unique_fields)
+
+    async def get(
+        self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
+    ) -> Document | None:
+        with self._translated():
+            return await self._collection.find_one({"_id": document_id, **scope}, projection)
+
+    async def exists(self, query: Mapping[str, Any]) -> bool:
+        with self._translated():
+            return await self._collection.find_one(query, {"_id": 1}) is not None
+
+    async def by_ids(
+        self, ids: Sequence[ObjectId], scope: Mapping[str, Any], projection: Mapping[str, int]
+    ) -> dict[ObjectId, Document]:
+        """One `$in` round trip for a batch of ids (DataLoader style, never N+1)."""
+        if not ids:
+            return {}
+        with self._translated():
+            cursor = self._collection.find({"_id": {"$in": list(ids)}, **scope}, projection)
+            return {doc["_id"]: doc async for doc in cursor}
+
+    async def page(
+        self,
+        query: Mapping[str, Any],
+        sort: SortSpec,
+        limit: int,
+        projection: Mapping[str, int],
+        *,
+        after: tuple[Any, ...] | None = None,
+        backwards: bool = False,
+    ) -> list[Document]:
+        """Up to `limit + 1` documents after a keyset boundary (the extra one means "more")."""
+        order = reverse(sort) if backwards else sort
+        conditions: dict[str, Any] = dict(query)
+        if after is not None:
+            keyset = keyset_filter(order, after)
+            conditions = {"$and": [conditions, keyset]} if conditions else keyset
+        with self._translated():
+            cursor = self._collection.find(conditions, projection, sort=list(order), limit=limit + 1)
+            documents = await cursor.to_list(limit + 1)
+        return documents
+
+    async def count(self, query: Mapping[str, Any], exact: bool) -> tuple[int | None, bool]:
+        """(value, exact). Unfiltered estimates read metadata; filtered ones stop at the cap."""
+        with self._translated():
+            if exact:
+                return await self._collection.count_documents(query), True
+            if not query:
+                return await self._collection.estimated_document_count(), False
+            try:
+                value = await self._collection.count_documents(
+                    query, limit=self._count_cap, maxTimeMS=self._count_max_time_ms
+                )
+            except DeadlineExceeded:
+                return None, False
+        return value, value < self._count_cap
+
+    async def insert(self, document: Document) -> Document:
+        now = utcnow()
+        stored = {"_id": ObjectId(), **document, "createdAt": now, "updatedAt": now, "version": 1}
+        with self._translated():
+            await self._collection.insert_one(stored)
+        return stored
+
+    async def update(
+        self,
+        document_id: ObjectId,
+        scope: Mapping[str, Any],
+        change: Callable[[Document], Changes],
+        check: Callable[[Document], None],
+        attempts: int = 5,
+    ) -> Document:
+        """Read, change and compare-and-set on `version`, under the write guard.
+
+        `check` raises `PreconditionFailed` when the client's If-Match no longer holds. When
+        the version moved under us without an If-Match from the client, we simply retry.
+        """
+        async with self._guard.hold(self.collection_name, document_id):
+            with pymongo.timeout(self._guard.lease_s * 0.8):
+                for _ in range(attempts):
+                    current = await self.get(document_id, scope, None)
+                    if current is None:
+                        raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
+                    check(current)
+                    to_set, to_unset = change(current)
+                    update: dict[str, Any] = {
+                        "$set": {**to_set, "updatedAt": utcnow()},
+                        "$inc": {"version": 1},
+                    }
+                    if to_unset:
+                        update["$unset"] = dict.fromkeys(to_unset, "")
+                    with self._translated():
+                        updated = await self._collection.find_one_and_update(
+                            {"_id": document_id, "version": current["version"], **scope},
+                            update,
+                            return_document=ReturnDocument.AFTER,
+                        )
+                    if updated is not None:
+                        return updated
+        raise Conflict("the document kept changing during the update; retry")
+
+    async def delete(
+        self,
+        document_id: ObjectId,
+        scope: Mapping[str, Any],
+        check: Callable[[Document], None],
+    ) -> Document:
+        async with self._guard.hold(self.collection_name, document_id):
+            current = await self.get(document_id, scope, None)
+            if current is None:
+                raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
+            check(current)
+            with self._translated():
+                result = await self._collection.delete_one(
+                    {"_id": document_id, "version": current["version"], **scope}
+                )
+            if result.deleted_count != 1:
+                raise PreconditionFailed("the document changed while it was being deleted")
+            return current
+
+    async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[Document]:
+        with self._translated():
+            cursor = await self._collection.aggregate(pipeline)
+            return await cursor.to_list(None)
+
+    async def insert_many(self, documents: list[Document]) -> int:
+        """Bulk unordered insert (seeding); returns how many landed."""
+        with self._translated():
+            result = await self._collection.insert_many(documents, ordered=False)
+        return len(result.inserted_ids)

@@ -1,0 +1,64 @@
+"""Driver errors → domain errors, in one place for every repository."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WTimeoutError,
+)
+
+from enterprise.errors import Conflict, DeadlineExceeded, Unavailable
+
+# FerretDB v1 reports a unique violation on update as InternalError (code 1) with SQLite's
+# message, e.g. "UNIQUE constraint failed: index 'clinics_1a2b3c4d_clinics_org_code_unique'".
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: index '([^']+)'")
+
+
+def _conflict(index_name: str, unique_fields: Mapping[str, str], collection: str) -> Conflict:
+    for name, field in unique_fields.items():
+        if index_name == name or index_name.endswith("_" + name):
+            return Conflict(f"a {collection[:-1]} with this {field} already exists", field=field)
+    return Conflict(f"a {collection[:-1]} with these values already exists")
+
+
+@contextmanager
+def translated(collection: str, unique_fields: Mapping[str, str]) -> Iterator[None]:
+    """Run driver calls; re-raise their failures as the domain errors the API promises."""
+    try:
+        yield
+    except DuplicateKeyError as ex:
+        details = ex.details or {}
+        name = str(details.get("errmsg", ""))
+        match = re.search(r"index: (\S+)", name)
+        index_name = match.group(1) if match else ""
+        key_pattern = details.get("keyPattern") or {}
+        for index, field in unique_fields.items():
+            if index == index_name or (key_pattern and field in key_pattern):
+                raise Conflict(f"a {collection[:-1]} with this {field} already exists", field=field) from ex
+        raise _conflict(index_name, unique_fields, collection) from ex
+    except (ExecutionTimeout, WTimeoutError) as ex:
+        raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+    except OperationFailure as ex:
+        match = _SQLITE_UNIQUE.search(str(ex))
+        if match:
+            raise _conflict(match.group(1), unique_fields, collection) from ex
+        if ex.timeout:
+            raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+        raise
+    except (ServerSelectionTimeoutError, ConnectionFailure) as ex:
+        if isinstance(ex, PyMongoError) and ex.timeout and not isinstance(ex, ServerSelectionTimeoutError):
+            raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+        raise Unavailable("the database is unavailable", retry_after=2) from ex
+    except PyMongoError as ex:
+        if ex.timeout:
+            raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+        raise

@@ -1,0 +1,182 @@
+"""Generic list/item machinery shared by every collection, configured per resource."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+import orjson
+from bson import ObjectId
+from falcon.asgi import Request, Response
+
+from enterprise.errors import PayloadTooLarge, UnsupportedMediaType
+from enterprise.etags import item_etag
+from enterprise.querying import ListQuery, ResourceSpec, object_id, parse_fields, parse_list
+from enterprise.schemas import parse_json
+from enterprise.services.base import CrudService, Page
+
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+CachePolicy = tuple[list[str], float, bool]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload, default=_default, option=orjson.OPT_UTC_Z)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    default_limit: int
+    max_limit: int
+    max_body_bytes: int
+
+
+async def read_json(req: Request, limits: Limits) -> Any:
+    """The request body as JSON: 415 for other media, 413 past the size limit."""
+    media = (req.content_type or "").split(";")[0].strip().lower()
+    if media not in JSON_TYPES:
+        raise UnsupportedMediaType("send the body as application/json")
+    if req.content_length is not None and req.content_length > limits.max_body_bytes:
+        raise PayloadTooLarge(f"the body exceeds {limits.max_body_bytes} bytes")
+    body = await req.stream.read(limits.max_body_bytes + 1)
+    if len(body) > limits.max_body_bytes:
+        raise PayloadTooLarge(f"the body exceeds {limits.max_body_bytes} bytes")
+    return parse_json(body)
+
+
+def list_query(req: Request, spec: ResourceSpec, limits: Limits, **kwargs: Any) -> ListQuery:
+    return parse_list(
+        req.params, spec, default_limit=limits.default_limit, max_limit=limits.max_limit, **kwargs
+    )
+
+
+def send_page(req: Request, resp: Response, page: Page) -> None:
+    body = {
+        "data": page.data,
+        "page": {"limit": page.limit, "next": page.next, "prev": page.prev, "hasMore": page.has_more},
+        "count": page.count,
+    }
+    links = []
+    for rel, cursor in (("next", page.next), ("prev", page.prev)):
+        if cursor:
+            params = {**req.params, "cursor": cursor}
+            links.append(f'<{req.path}?{urlencode(params)}>; rel="{rel}"')
+    if links:
+        resp.set_header("Link", ", ".join(links))
+    resp.set_header("X-Count-Strategy", page.count["strategy"])
+    if page.count["value"] is not None:
+        resp.set_header("X-Total-Count", str(page.count["value"]))
+    resp.data = dumps(body)
+
+
+def send_item(resp: Response, document: dict[str, Any], fields: tuple[str, ...] | None = None) -> None:
+    version = document.pop("_version")
+    resp.etag = item_etag(document["id"], version, fields)
+    resp.data = dumps(document)
+
+
+class Collection:
+    """GET (keyset list) and POST on a collection URL.
+
+    Args:
+        service: the collection's service.
+        limits: pagination and body limits.
+        ttl: response-cache TTL for lists.
+        parent: URL parameter naming the parent organization, for nested collections.
+    """
+
+    def __init__(
+        self,
+        service: CrudService,
+        limits: Limits,
+        *,
+        ttl: float,
+        parent: str | None = None,
+        creatable: bool = True,
+    ) -> None:
+        self._service = service
+        self._limits = limits
+        self._ttl = ttl
+        self._parent = parent
+        self._creatable = creatable
+        self.budget_class = service.spec.list_budget
+
+    def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
+        name = self._service.spec.name
+        if self._parent:
+            return [f"{name}:{params[self._parent]}"], self._ttl, True
+        return [name], self._ttl, True
+
+    async def on_get(self, req: Request, resp: Response, **params: str) -> None:
+        fixed = {}
+        if self._parent:
+            fixed = {"organizationId": object_id(params[self._parent], self._parent)}
+        query = list_query(req, self._service.spec, self._limits, fixed=fixed)
+        send_page(req, resp, await self._service.list(req.context.principal, query, req.path))
+
+    on_head = on_get
+
+    async def on_post(self, req: Request, resp: Response, **params: str) -> None:
+        if not self._creatable:
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        body = await read_json(req, self._limits)
+        parent = object_id(params[self._parent], self._parent) if self._parent else None
+        created = await self._service.create(req.context.principal, body, parent)
+        send_item(resp, created)
+        resp.status = falcon.HTTP_201
+        resp.location = f"/api/v1/{self._service.spec.name}/{created['id']}"
+
+
+class Item:
+    """GET/HEAD, PUT, PATCH (JSON merge patch) and DELETE on one document."""
+
+    conditional_writes = True
+
+    def __init__(self, service: CrudService, limits: Limits, *, ttl: float, param: str) -> None:
+        self._service = service
+        self._limits = limits
+        self._ttl = ttl
+        self._param = param
+        self.budget_class = service.spec.item_budget
+
+    def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
+        return [f"{self._service.spec.name}#{params[self._param]}"], self._ttl, False
+
+    def _id(self, params: dict[str, str]) -> ObjectId:
+        return object_id(params[self._param], self._param)
+
+    async def on_get(self, req: Request, resp: Response, **params: str) -> None:
+        fields = parse_fields(req.get_param("fields"), self._service.spec)
+        document = await self._service.get(req.context.principal, self._id(params), fields)
+        send_item(resp, document, fields)
+
+    on_head = on_get
+
+    async def on_patch(self, req: Request, resp: Response, **params: str) -> None:
+        await self._write(req, resp, params, replace=False)
+
+    async def on_put(self, req: Request, resp: Response, **params: str) -> None:
+        await self._write(req, resp, params, replace=True)
+
+    async def _write(self, req: Request, resp: Response, params: dict[str, str], *, replace: bool) -> None:
+        document_id = self._id(params)
+        body = await read_json(req, self._limits)
+        updated = await self._service.update(
+            req.context.principal, document_id, body, req.context.if_match, replace=replace
+        )
+        send_item(resp, updated)
+
+    async def on_delete(self, req: Request, resp: Response, **params: str) -> None:
+        await self._service.delete(req.context.principal, self._id(params), req.context.if_match)
+        resp.status = falcon.HTTP_204
+

@@ -1,0 +1,29 @@
+"""reports/organizations/{organization_id}/summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falcon.asgi import Request, Response
+
+from enterprise.querying import object_id
+from enterprise.resources.base import CachePolicy, dumps
+from enterprise.services.reports import ReportsService
+
+
+class OrganizationSummary:
+    budget_class = "reports"
+
+    def __init__(self, service: ReportsService, *, ttl: float) -> None:
+        self._service = service
+        self._ttl = ttl
+
+    def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
+        organization = params["organization_id"]
+        return [f"clinics:{organization}", f"assignments:{organization}"], self._ttl, True
+
+    async def on_get(self, req: Request, resp: Response, organization_id: str) -> None:
+        summary = await self._service.organization_summary(
+            req.context.principal, object_id(organization_id, "organization_id")
+        )
+        resp.data = dumps(summary)

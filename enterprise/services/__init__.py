@@ -1,0 +1,1 @@
+"""Business rules: authorisation, validation, derived fields, cache invalidation, batching."""

@@ -1,0 +1,207 @@
+"""One generic CRUD + keyset-list machine, configured per collection by a `ResourceSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+
+from enterprise.auth import Action, Principal
+from enterprise.cache import ResponseCache
+from enterprise.cursor import Cursor, CursorCodec, binding, boundary
+from enterprise.errors import NotFound, PreconditionFailed, ValidationFailed
+from enterprise.etags import item_versions
+from enterprise.querying import ListQuery, ResourceSpec, present, projection
+from enterprise.repositories.base import Changes, Document, Repository
+from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
+
+
+@dataclass(slots=True)
+class Page:
+    data: list[dict[str, Any]]
+    limit: int
+    next: str | None
+    prev: str | None
+    has_more: bool
+    count: dict[str, Any] = field(default_factory=lambda: {"value": None, "strategy": "none", "exact": False})
+
+
+class CrudService:
+    """Generic rules; subclasses override the hooks that differ per collection."""
+
+    spec: ResourceSpec
+    schema: type[Strict]
+    tenant_field = "organizationId"
+
+    def __init__(self, repository: Repository, *, codec: CursorCodec, cache: ResponseCache) -> None:
+        self._repository = repository
+        self._codec = codec
+        self._cache = cache
+
+    # -- hooks --------------------------------------------------------------------------
+
+    def derive(self, fields: dict[str, Any], current: Document | None) -> dict[str, Any]:
+        """Computed, stored fields (normalised keys and the like)."""
+        return {}
+
+    async def prepare(self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None) -> dict[str, Any]:
+        """Fill in what the body does not carry (tenant, denormalised fields)."""
+        return fields
+
+    async def before_delete(self, principal: Principal, current: Document) -> None:
+        return None
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def scope(self, principal: Principal) -> dict[str, Any]:
+        """The tenant filter every query carries; empty for platform-wide keys."""
+        return {} if principal.tenant is None else {self.tenant_field: principal.tenant}
+
+    def generations(self, document: Document) -> list[str]:
+        name = self.spec.name
+        tenant = document.get(self.tenant_field) if self.tenant_field != "_id" else document["_id"]
+        return [name, f"{name}:{tenant}", f"{name}#{document['_id']}"]
+
+    def _not_found(self, document_id: ObjectId) -> NotFound:
+        return NotFound(f"{self.spec.name[:-1]} {document_id} was not found")
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def list(self, principal: Principal, query: ListQuery, route: str) -> Page:
+        principal.require(Action.READ)
+        conditions = {**query.filter, **self.scope(principal)}
+        page = await self.page(conditions, query, route)
+        if query.count != "none":
+            value, exact = await self._repository.count(conditions, query.count == "exact")
+            page.count = {"value": value, "strategy": query.count, "exact": exact}
+        return page
+
+    async def page(self, conditions: dict[str, Any], query: ListQuery, route: str) -> Page:
+        bound = binding(route, conditions, query.sort)
+        cursor = self._codec.decode(query.cursor, bound) if query.cursor else None
+        backwards = cursor is not None and cursor.direction == "prev"
+        documents = await self._repository.page(
+            conditions,
+            query.sort,
+            query.limit,
+            projection(query.fields, self.spec, extra=query.sort),
+            after=cursor.values if cursor else None,
+            backwards=backwards,
+        )
+        has_more = len(documents) > query.limit
+        documents = documents[: query.limit]
+        if backwards:
+            documents.reverse()
+        first = boundary(documents[0], query.sort) if documents else None
+        last = boundary(documents[-1], query.sort) if documents else None
+        forward_more = has_more if not backwards else bool(documents)
+        backward_more = (cursor is not None and bool(documents)) if not backwards else has_more
+        return Page(
+            data=[present(doc, query.fields, query.sort) for doc in documents],
+            limit=query.limit,
+            next=self._codec.encode(Cursor(last, "next"), bound) if forward_more and last else None,
+            prev=self._codec.encode(Cursor(first, "prev"), bound) if backward_more and first else None,
+            has_more=forward_more,
+        )
+
+    async def get(self, principal: Principal, document_id: ObjectId, fields: tuple[str, ...] | None) -> Document:
+        principal.require(Action.READ)
+        extra = (("version", 1),)
+        document = await self._repository.get(
+            document_id, self.scope(principal), projection(fields, self.spec, extra=extra)
+        )
+        if document is None:
+            raise self._not_found(document_id)
+        version = document["version"]
+        shown = present(document, fields, extra)
+        shown["_version"] = version
+        return shown
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, body: Any, parent: ObjectId | None = None) -> Document:
+        principal.require(Action.WRITE)
+        fields = validate(body, self.schema)
+        fields = await self.prepare(principal, fields, parent)
+        fields.update(self.derive(fields, None))
+        stored = await self._repository.insert(fields)
+        await self._cache.bump(self.generations(stored))
+        return self.shown(stored)
+
+    async def update(
+        self,
+        principal: Principal,
+        document_id: ObjectId,
+        body: Any,
+        if_match: list[str] | None,
+        *,
+        replace: bool,
+    ) -> Document:
+        principal.require(Action.WRITE)
+        editable = set(self.schema.__struct_fields__)
+        immutable = IMMUTABLE.get(self.schema, frozenset())
+
+        def change(current: Document) -> Changes:
+            if not isinstance(body, dict):
+                raise ValidationFailed("the body must be a JSON object")
+            for name in immutable & set(body):
+                if body[name] != _public(current.get(name)):
+                    raise ValidationFailed(
+                        f"{name} cannot be changed", errors=[{"field": name, "message": "immutable"}]
+                    )
+            before = {k: _public(v) for k, v in current.items() if k in editable}
+            merged = {**{k: before[k] for k in immutable if k in before}, **body} if replace else merge_patch(before, body)
+            fields = validate(merged, self.schema)
+            fields = {k: v for k, v in fields.items() if k not in immutable}
+            fields.update(self.derive(fields, current))
+            unset = [k for k in current if k in editable and k not in fields and k not in immutable]
+            unset += [k for k in self.derived_fields() if k in current and k not in fields]
+            return fields, unset
+
+        updated = await self._repository.update(
+            document_id, self.scope(principal), change, self._precondition(document_id, if_match)
+        )
+        await self._cache.bump(self.generations(updated))
+        return self.shown(updated)
+
+    async def delete(self, principal: Principal, document_id: ObjectId, if_match: list[str] | None) -> None:
+        principal.require(Action.WRITE)
+        scope = self.scope(principal)
+        current = await self._repository.get(document_id, scope, None)
+        if current is None:
+            raise self._not_found(document_id)
+        await self.before_delete(principal, current)
+        removed = await self._repository.delete(document_id, scope, self._precondition(document_id, if_match))
+        await self._cache.bump(self.generations(removed))
+
+    def derived_fields(self) -> tuple[str, ...]:
+        return ()
+
+    def shown(self, document: Document) -> Document:
+        version = document["version"]
+        shown = present({k: v for k, v in document.items() if k in self.spec.fields or k == "_id"}, None)
+        shown["_version"] = version
+        return shown
+
+    @staticmethod
+    def _precondition(document_id: ObjectId, if_match: list[str] | None) -> Any:
+        versions = None if if_match is None else item_versions(if_match, document_id)
+
+        def check(current: Document) -> None:
+            if if_match is not None and versions is not None and current["version"] not in versions:
+                raise PreconditionFailed(
+                    f"the document is at version {current['version']}; re-read it and retry"
+                )
+
+        return check
+
+
+def _public(value: Any) -> Any:
+    """Stored value → the form a client sends (ids as strings)."""
+    return str(value) if isinstance(value, ObjectId) else value
+
+
+def tenant_filter(principal: Principal, field_name: str) -> Mapping[str, Any]:
+    return {} if principal.tenant is None else {field_name: principal.tenant}

@@ -1,0 +1,166 @@
+"""Configuration: one frozen object, built from the environment in one place.
+
+`Settings.from_env()` is the only code in the service that reads `os.environ`; everything
+else receives the settings (or the piece it needs) through its constructor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
+# P95 targets in milliseconds per route class (seed 002).
+DEFAULT_BUDGETS_MS: dict[str, float] = {
+    "organizations": 150.0,
+    "clinics": 150.0,
+    "assignments": 200.0,
+    "lists": 200.0,
+    "search": 300.0,
+    "reports": 2000.0,
+    "default": 500.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the service. Field names map to upper-case environment variables."""
+
+    mongodb_uri: str = "mongodb://127.0.0.1:27018/"
+    mongodb_database: str = "enterprise"
+    redis_url: str = "redis://127.0.0.1:6380/0"
+
+    # Connection pools and slow-query log.
+    db_pool_size: int = 10
+    db_max_pool_size: int = 100
+    db_server_selection_timeout_ms: int = 2000
+    db_connect_timeout_ms: int = 2000
+    db_slow_query_threshold: int = 100
+    redis_socket_timeout_s: float = 0.25
+
+    # Response cache (seconds).
+    cache_enabled: bool = True
+    cache_ttl_organization: int = 300
+    cache_ttl_clinic: int = 300
+    cache_ttl_assignment: int = 60
+    cache_ttl_list: int = 30
+    cache_ttl_stats: int = 120
+    cache_stale_seconds: int = 30
+    cache_local_max_entries: int = 5000
+    cache_local_ttl: float = 2.0
+
+    # Lists and counts.
+    pagination_default_limit: int = 20
+    pagination_max_limit: int = 100
+    count_cap: int = 10000
+    count_max_time_ms: int = 200
+    cursor_secret: str = ""
+
+    # Deadlines (seconds) per route class.
+    timeout_default: float = 30.0
+    timeout_search: float = 5.0
+    timeout_reports: float = 120.0
+
+    # Conditional writes.
+    require_if_match: bool = False
+
+    # Bodies.
+    max_body_bytes: int = 64 * 1024
+    compression_min_bytes: int = 1024
+    brotli_quality: int = 4
+    gzip_level: int = 6
+
+    # Breakers (used by the Redis tier today, MongoDB later).
+    circuit_breaker_enabled: bool = True
+    circuit_breaker_failure_threshold: int = 5
+    circuit_breaker_reset_timeout: float = 5.0
+
+    # Write guard for servers without atomic single-document updates.
+    write_lock_lease_ms: int = 5000
+    write_lock_wait_ms: int = 3000
+    workers: int = 1
+
+    # Budgets: P95 targets per route class, in milliseconds.
+    budgets_ms: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BUDGETS_MS))
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default: the process environment).
+
+        `BUDGET_<CLASS>_MS` overrides one budget, e.g. `BUDGET_SEARCH_MS=250`.
+        `CURSOR_SECRET` is required unless `ENTERPRISE_DEV=1`, where a fixed development
+        secret is used so that `make run` works out of the box.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            if spec.name == "budgets_ms":
+                continue
+            name = spec.name.upper()
+            if name not in env:
+                continue
+            raw = env[name]
+            kind = type(getattr(_DEFAULTS, spec.name))
+            try:
+                values[spec.name] = _bool(raw) if kind is bool else kind(raw)
+            except ValueError as ex:
+                raise SettingsError(f"{name}: {ex}") from ex
+        budgets = dict(DEFAULT_BUDGETS_MS)
+        for route_class in budgets:
+            raw = env.get(f"BUDGET_{route_class.upper()}_MS")
+            if raw is not None:
+                try:
+                    budgets[route_class] = float(raw)
+                except ValueError as ex:
+                    raise SettingsError(f"BUDGET_{route_class.upper()}_MS: {ex}") from ex
+        values["budgets_ms"] = budgets
+        if not values.get("cursor_secret"):
+            if _bool(env.get("ENTERPRISE_DEV", "0")):
+                values["cursor_secret"] = "development-only-cursor-secret"
+            else:
+                raise SettingsError(
+                    "CURSOR_SECRET is required (32+ random bytes, e.g. "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+                    "set ENTERPRISE_DEV=1 for a local development secret"
+                )
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject combinations that cannot work, with the variable's name."""
+        if not 1 <= self.pagination_default_limit <= self.pagination_max_limit:
+            raise SettingsError("PAGINATION_DEFAULT_LIMIT must be between 1 and PAGINATION_MAX_LIMIT")
+        if self.db_pool_size > self.db_max_pool_size:
+            raise SettingsError("DB_POOL_SIZE must not exceed DB_MAX_POOL_SIZE")
+        if not 0 <= self.brotli_quality <= 11:
+            raise SettingsError("BROTLI_QUALITY must be 0..11")
+        if not 1 <= self.gzip_level <= 9:
+            raise SettingsError("GZIP_LEVEL must be 1..9")
+        if self.workers < 1:
+            raise SettingsError("WORKERS must be at least 1")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and the CLI use this)."""
+        return replace(self, **changes)
+
+
+_DEFAULTS = Settings()

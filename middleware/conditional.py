@@ -1,0 +1,114 @@
+"""Conditional requests (RFC 9110 §13): If-None-Match → 304, If-Match → 412/428.
+
+* GET/HEAD: after the resource (or the response cache) produced a representation with an
+  ETag, a matching `If-None-Match` (weak comparison, lists, `*`) turns it into a 304.
+* Lists: a `describe` hook yields the list's validator from collection generations before
+  any database work, so a matching `If-None-Match` is answered 304 without MongoDB.
+* Writes: `If-Match` is parsed into `req.context.if_match` for the service's compare-and-set
+  (a stale tag → 412 there); when the setting requires it, a missing one → 428 here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import falcon
+from falcon.asgi import Request, Response
+
+ENCODING_SUFFIXES = ("-br", "-gzip")
+WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+
+
+def parse_tags(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    if value.strip() == "*":
+        return ["*"]
+    return [part.strip() for part in value.split(",") if part.strip()] or None
+
+
+def opaque(tag: str) -> str:
+    """The opaque value, ignoring weakness and our content-coding suffix."""
+    value = tag[2:] if tag.startswith("W/") else tag
+    value = value.strip('"')
+    for suffix in ENCODING_SUFFIXES:
+        if value.endswith(suffix):
+            return value[: -len(suffix)]
+    return value
+
+
+def matching_tag(tags: list[str], current: str) -> str | None:
+    """The client's tag that weakly matches `current` (RFC 9110 §8.8.3.2), if any."""
+    wanted = opaque(current)
+    for tag in tags:
+        if tag == "*" or opaque(tag) == wanted:
+            return current if tag == "*" else tag
+    return None
+
+
+class ConditionalMiddleware:
+    """Answers revalidations and prepares write preconditions.
+
+    Args:
+        describe: async hook `(req, resource, params)` returning an object with a
+            `list_etag` attribute (or None); shared with the response cache so generations
+            are read once per request.
+        require_if_match: whether PUT/PATCH/DELETE on item resources need `If-Match`.
+    """
+
+    def __init__(
+        self,
+        describe: Callable[[Request, object, dict[str, Any]], Awaitable[Any | None]],
+        *,
+        require_if_match: bool = False,
+    ) -> None:
+        self._describe = describe
+        self._require_if_match = require_if_match
+
+    async def process_resource(
+        self, req: Request, resp: Response, resource: object, params: dict[str, Any]
+    ) -> None:
+        req.context.if_match = parse_tags(req.get_header("If-Match"))
+        if req.method in WRITE_METHODS:
+            if (
+                self._require_if_match
+                and req.context.if_match is None
+                and getattr(resource, "conditional_writes", False)
+            ):
+                raise falcon.HTTPPreconditionRequired(
+                    title="Precondition Required",
+                    description="send If-Match with the ETag you last read",
+                )
+            return
+        if req.method not in ("GET", "HEAD") or resource is None:
+            return
+        tags = parse_tags(req.get_header("If-None-Match"))
+        if tags is None:
+            return
+        target = await self._describe(req, resource, params)
+        list_etag = getattr(target, "list_etag", None)
+        if list_etag is not None:
+            matched = matching_tag(tags, list_etag)
+            if matched is not None:
+                resp.status = falcon.HTTP_304
+                resp.etag = matched
+                resp.complete = True
+                req.context.revalidated = True
+
+    async def process_response(
+        self, req: Request, resp: Response, resource: object, req_succeeded: bool
+    ) -> None:
+        if req.method not in ("GET", "HEAD") or resp.status_code != 200 or not resp.etag:
+            return
+        tags = parse_tags(req.get_header("If-None-Match"))
+        if tags is None:
+            return
+        matched = matching_tag(tags, resp.etag)
+        if matched is not None:
+            resp.status = falcon.HTTP_304
+            resp.etag = matched
+            resp.data = None
+            resp.text = None
+            resp.media = None
+            req.context.revalidated = True

@@ -1,0 +1,163 @@
+"""Fixtures: the real FerretDB/MongoDB and Redis, a fresh database per test, the app.
+
+The servers are the project's own (`scripts/stack.sh`), started here if they are not up,
+unless `STACK_MANAGED=0` says they are external (GitHub Actions service containers).
+No mongomock, no fakeredis: every test talks to real servers over sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import PyMongoError
+
+from enterprise.app import create_app
+from enterprise.capabilities import ServerCapabilities
+from enterprise.settings import Settings
+from indexes.sync import sync as sync_indexes
+
+ROOT = Path(__file__).resolve().parent.parent
+MONGODB_URI = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27018/")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+STACK_MANAGED = os.environ.get("STACK_MANAGED", "1") != "0"
+
+
+def _servers_up() -> bool:
+    try:
+        with MongoClient(MONGODB_URI, serverSelectionTimeoutMS=1000) as client:
+            client.admin.command("ping")
+    except PyMongoError:
+        return False
+    import redis as sync_redis
+
+    try:
+        return bool(sync_redis.from_url(REDIS_URL, socket_timeout=1).ping())
+    except sync_redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Make sure the real servers answer; start the project's stack if they don't."""
+    if _servers_up():
+        return
+    if not STACK_MANAGED:
+        pytest.fail(f"external servers at {MONGODB_URI} / {REDIS_URL} do not answer")
+    subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), "up"], check=True)
+    assert _servers_up(), "the stack started but does not answer"
+
+
+@pytest.fixture(scope="session")
+async def mongo(stack: None) -> AsyncIterator[AsyncMongoClient[Any]]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URI, tz_aware=True, serverSelectionTimeoutMS=3000)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def capabilities(mongo: AsyncMongoClient[Any]) -> ServerCapabilities:
+    return ServerCapabilities.from_server(
+        await mongo.admin.command("buildInfo"), await mongo.admin.command("hello")
+    )
+
+
+@pytest.fixture
+async def redis_client(stack: None) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.from_url(REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def database(mongo: AsyncMongoClient[Any]) -> AsyncIterator[str]:
+    """A fresh database with the declared indexes; dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    await sync_indexes(mongo[name], prune=False, echo=lambda line: None)
+    yield name
+    await mongo.drop_database(name)
+
+
+@pytest.fixture
+def settings(database: str) -> Settings:
+    return Settings.from_env(
+        {"ENTERPRISE_DEV": "1", "MONGODB_URI": MONGODB_URI, "REDIS_URL": REDIS_URL,
+         "MONGODB_DATABASE": database, "LOG_JSON": "false"}
+    )
+
+
+class Lifespan:
+    """Drives the ASGI lifespan protocol, as a server would, around in-process tests."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def _run(self, kind: str) -> None:
+        sent = False
+        outcome: dict[str, Any] = {}
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": f"lifespan.{kind}"}
+            raise RuntimeError("lifespan receive called twice")
+
+        async def send(message: dict[str, Any]) -> None:
+            outcome.update(message)
+
+        try:
+            await self._app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+        except RuntimeError:
+            pass  # Falcon waits for the next event after answering; we stop it there.
+        assert outcome.get("type") == f"lifespan.{kind}.complete", outcome
+
+    async def startup(self) -> None:
+        await self._run("startup")
+
+    async def shutdown(self) -> None:
+        await self._run("shutdown")
+
+
+async def make_client(app: Any) -> httpx.AsyncClient:
+    await Lifespan(app).startup()
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+async def app(settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis) -> Any:
+    return create_app(settings, mongo=mongo, redis_client=redis_client)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with await make_client(app) as http:
+        yield http
+
+
+async def new_key(app: Any, role: str = "platform_admin", organization_id: str | None = None) -> dict[str, str]:
+    from enterprise.repositories.api_keys import ApiKeysRepository
+    from enterprise.services.api_keys import ApiKeysService
+
+    state = app.state
+    repository = ApiKeysRepository(state.mongo[state.settings.mongodb_database], guard=state.guard)
+    raw, _ = await ApiKeysService(repository).create(f"test {role}", role, organization_id)
+    return {"Authorization": f"Bearer {raw}"}
+
+
+@pytest.fixture
+async def admin(app: Any) -> dict[str, str]:
+    return await new_key(app)
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    yield ROOT
