@@ -1,0 +1,110 @@
+"""`python -m enterprise <command>`: serve, seed, keys. `--help` lists them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from enterprise.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m enterprise",
+        description="Organizations, clinics and provider assignments API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the API with granian (ASGI)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--server", choices=("granian", "uvicorn"), default="granian",
+                       help="granian by measurement (README); uvicorn needs the bench extra")
+
+    seed = commands.add_parser("seed", help="load deterministic demo or scale data")
+    seed.add_argument("--preset", choices=("small", "medium", "large"), default="small")
+    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--if-empty", action="store_true", help="do nothing if data exists")
+    seed.add_argument("--demo-key-file", help="write a demo platform_admin key here (mode 600)")
+
+    keys = commands.add_parser("keys", help="create, list or revoke API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key; prints the raw key once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True,
+                        choices=("platform_admin", "org_admin", "org_reader", "sre"))
+    create.add_argument("--organization", help="organization id for org_admin/org_reader")
+    key_commands.add_parser("list", help="list keys (never the raw key)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    return parser
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> None:
+    # Workers must know how many siblings write concurrently (the write guard needs it).
+    os.environ["WORKERS"] = str(args.workers)
+    if args.server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run("enterprise.asgi:app", host=args.host, port=args.port, workers=args.workers,
+                    loop="uvloop", http="httptools", lifespan="on", access_log=False)
+        return
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    Server(
+        "enterprise.asgi:app", address=args.host, port=args.port, interface=Interfaces.ASGI,
+        workers=args.workers, log_access=False, backpressure=512,
+    ).serve()
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from pymongo import AsyncMongoClient
+
+    from enterprise.guard import WriteGuard
+    from enterprise.repositories.api_keys import ApiKeysRepository
+    from enterprise.services.api_keys import ApiKeysService
+
+    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True,
+                                                     serverSelectionTimeoutMS=3000)
+    try:
+        repository = ApiKeysRepository(client[settings.mongodb_database],
+                                       guard=WriteGuard(enabled=False, redis=None, workers=1))
+        service = ApiKeysService(repository)
+        if args.keys_command == "create":
+            raw, stored = await service.create(args.name, args.role, args.organization)
+            print(f"created key {stored['_id']} ({args.role}); it is shown once:", file=sys.stderr)
+            print(raw)  # noqa: T201 - the CLI's output
+        elif args.keys_command == "list":
+            for key in await service.all():
+                state = "revoked" if key.get("revokedAt") else "active"
+                org = key.get("organizationId") or "-"
+                print(f"{key['_id']}  {key['role']:<15} {state:<8} org={org}  {key['name']}")  # noqa: T201
+        else:
+            await service.revoke(args.key_id)
+            print(f"revoked {args.key_id}", file=sys.stderr)
+    finally:
+        await client.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "serve":
+        serve(args, settings)
+        return 0
+    if args.command == "keys":
+        return asyncio.run(_keys(args, settings))
+    from enterprise.seed import run as run_seed
+
+    return asyncio.run(run_seed(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
