@@ -29,10 +29,11 @@ INDEXES = [
         [("clinicId", ASC), ("isActive", ASC), ("assignedAt", DESC), ("_id", DESC)],
         name="assignments_clinic_active",
     ),
-    # clinics/{id}/providers is answered from the index alone.
+    # clinics/{id}/providers is answered from the index alone. organizationId sits last: the
+    # tenant filter is then checked on index keys (still covered) without breaking the sort.
     IndexModel(
         [("clinicId", ASC), ("isActive", ASC), ("providerId", ASC), ("_id", ASC),
-         ("isPrimaryClinic", ASC)],
+         ("isPrimaryClinic", ASC), ("organizationId", ASC)],
         name="assignments_clinic_providers_covering",
     ),
     IndexModel(

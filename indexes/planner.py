@@ -1,0 +1,156 @@
+"""Does each declared index serve its query shape? Pure checks, no server needed.
+
+`check_shape`/`check_all` hold the declarations to the ESR rule (Equality, Sort, Range) so a
+bad pairing fails a unit test instead of a P95 budget. `explain_problems` reads real
+MongoDB `explain` output for the contract tier, where the planner itself has the last word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from pymongo import IndexModel
+
+from indexes.shapes import QueryShape
+
+_CHILD_STAGES = ("inputStage", "outerStage", "innerStage", "thenStage", "elseStage")
+
+
+def declared_keys(model: IndexModel) -> list[tuple[str, int]]:
+    """A declared index's key pattern; special kinds ("text", "hashed") read as 0."""
+    keys = model.document["key"].items()
+    return [(name, direction if isinstance(direction, int) else 0) for name, direction in keys]
+
+
+def _same_order(wanted: Sequence[tuple[str, int]], found: Sequence[tuple[str, int]]) -> bool:
+    """Same fields in order, with every direction equal or every direction reversed."""
+    if [name for name, _ in wanted] != [name for name, _ in found]:
+        return False
+    directions = [(want, have) for (_, want), (_, have) in zip(wanted, found, strict=True)]
+    return all(w == h for w, h in directions) or all(w == -h for w, h in directions)
+
+
+def _covered_problems(shape: QueryShape, fields: Sequence[str]) -> list[str]:
+    """A covered read may return only index fields; `_id` is returned unless excluded."""
+    if not shape.projection:
+        return [f"{shape.name}: a covered shape needs an explicit projection"]
+    outside = [name for name in shape.projection if name not in fields]
+    problems = [
+        f"{shape.name}: covered projection field {name!r} is not in index {shape.index}"
+        for name in outside
+        if name != "_id"
+    ]
+    if "_id" in outside:
+        problems.append(
+            f"{shape.name}: covered shape returns _id but index {shape.index} lacks it; "
+            "project _id: 0 or add _id to the index"
+        )
+    return problems
+
+
+def check_shape(shape: QueryShape, index_keys: Sequence[tuple[str, int]]) -> list[str]:
+    """Problems with serving `shape` from an index with `index_keys`; empty when it does.
+
+    The index must start with the equality fields (in any order), then the sort keys in
+    order (or all reversed, which MongoDB walks backwards), then the range fields. Extra
+    trailing fields are fine: they are how a covering index carries its projection.
+    """
+    problems: list[str] = []
+    fields = [name for name, _ in index_keys]
+    equality = set(shape.equality)
+    start = len(equality)
+    if set(fields[:start]) != equality:
+        problems.append(
+            f"{shape.name}: index {shape.index} must start with equality fields "
+            f"{sorted(equality)}, starts with {fields[:start]}"
+        )
+    sort = [key for key in shape.sort if key[0] not in equality]
+    found = list(index_keys[start : start + len(sort)])
+    if not _same_order(sort, found):
+        problems.append(
+            f"{shape.name}: index {shape.index} needs sort keys {sort} after the equality "
+            f"fields (or all reversed), has {found}"
+        )
+    placed = equality | {name for name, _ in sort}
+    ranges = list(dict.fromkeys(name for name in shape.range if name not in placed))
+    start += len(sort)
+    if set(fields[start : start + len(ranges)]) != set(ranges):
+        problems.append(
+            f"{shape.name}: index {shape.index} needs range fields {sorted(ranges)} after the "
+            f"sort keys, has {fields[start : start + len(ranges)]}"
+        )
+    if shape.covered:
+        problems += _covered_problems(shape, fields)
+    return problems
+
+
+def check_all(
+    declared: Mapping[str, Sequence[IndexModel]], shapes: Iterable[QueryShape]
+) -> list[str]:
+    """Every shape names an index declared on its collection, and that index serves it."""
+    problems: list[str] = []
+    for shape in shapes:
+        models = {model.document["name"]: model for model in declared.get(shape.collection, ())}
+        model = models.get(shape.index)
+        if model is None:
+            problems.append(
+                f"{shape.name}: index {shape.index} is not declared on {shape.collection}"
+            )
+            continue
+        problems += check_shape(shape, declared_keys(model))
+    return problems
+
+
+def _winning_plan(explain_doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The winning plan of a find or an aggregate explain, classic or slot-based engine."""
+    planner = explain_doc.get("queryPlanner")
+    if planner is None:
+        stages = explain_doc.get("stages") or [{}]
+        planner = stages[0].get("$cursor", {}).get("queryPlanner", {})
+    winning: Mapping[str, Any] = planner.get("winningPlan", {})
+    engine_plan: Mapping[str, Any] = winning.get("queryPlan", winning)
+    return engine_plan
+
+
+def _stages(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every stage of a plan tree, including each shard's winning plan."""
+    node = node.get("queryPlan", node)
+    if "stage" in node:
+        yield node
+    children = [node[key] for key in _CHILD_STAGES if key in node]
+    children += node.get("inputStages", [])
+    children += [shard.get("winningPlan", {}) for shard in node.get("shards", [])]
+    for child in children:
+        yield from _stages(child)
+
+
+def explain_problems(explain_doc: Mapping[str, Any], shape: QueryShape) -> list[str]:
+    """Problems in a real MongoDB explain for `shape`; empty when the plan is the one we want.
+
+    Wanted: an index scan on the shape's index only, no in-memory SORT (the index order
+    serves the sort), and for covered shapes no FETCH (documents are never read).
+    """
+    stages = list(_stages(_winning_plan(explain_doc)))
+    if not stages:
+        return [f"{shape.name}: explain output has no winning plan"]
+    names = {str(stage.get("stage")) for stage in stages}
+    scanned = {
+        str(stage.get("indexName"))
+        for stage in stages
+        if str(stage.get("stage")).endswith("IXSCAN")
+    }
+    problems: list[str] = []
+    if "COLLSCAN" in names:
+        problems.append(f"{shape.name}: winning plan scans the whole collection (COLLSCAN)")
+    if shape.index not in scanned:
+        problems.append(f"{shape.name}: winning plan does not scan index {shape.index}")
+    problems += [
+        f"{shape.name}: winning plan also scans index {other}"
+        for other in sorted(scanned - {shape.index})
+    ]
+    if "SORT" in names:
+        problems.append(f"{shape.name}: winning plan sorts in memory (SORT stage)")
+    if shape.covered and "FETCH" in names:
+        problems.append(f"{shape.name}: covered shape reads documents (FETCH stage)")
+    return problems

@@ -1,0 +1,227 @@
+"""Response compression (br or gzip) negotiated with q-values, with per-encoding validators.
+
+Responses here are small JSON documents, so the body is buffered whole: that lets us decide
+on the real size, set an exact ``Content-Length`` and skip compression where it would not pay.
+``Vary: Accept-Encoding`` goes on every response so shared caches never serve a compressed
+body to a client that did not ask for it, and compressed representations get their own ETag
+so a validator never names two different byte sequences.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import time
+from collections.abc import Callable
+
+import brotli
+
+from middleware.request_context import ASGIApp, Message, Receive, Scope, Send, record_timing
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[bytes, bytes]]
+
+_SUPPORTED = ("br", "gzip")  # in order of preference on equal q
+_QVALUE = re.compile(r"[01](?:\.\d{1,3})?")
+_ETAG = re.compile(rb'(W/)?"([^"]*)"')
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def _parse_accept_encoding(value: str) -> dict[str, float]:
+    """Map each listed coding (lower-cased) to its q-value; malformed entries are dropped."""
+    weights: dict[str, float] = {}
+    for entry in value.split(","):
+        coding, *params = (part.strip() for part in entry.split(";"))
+        if not coding:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, raw = param.partition("=")
+            if key.strip().lower() != "q":
+                continue
+            raw = raw.strip()
+            q = float(raw) if _QVALUE.fullmatch(raw) else -1.0
+        if 0.0 <= q <= 1.0:
+            weights.setdefault(coding.lower(), q)
+    if "gzip" not in weights and "x-gzip" in weights:
+        weights["gzip"] = weights["x-gzip"]  # RFC 9110 §8.4.1.3: x-gzip is an alias
+    return weights
+
+
+def negotiate(accept_encoding: str | None) -> str | None:
+    """Pick the content coding for a request, per RFC 9110 §12.5.3.
+
+    Returns ``"br"``, ``"gzip"`` or ``None`` for identity.
+
+    Rules, in order:
+
+    1. No header or an empty header means identity (curl and health checks send none; an empty
+       value explicitly asks for no coding).
+    2. Among br and gzip, the highest q above 0 wins, whether listed by name or matched by
+       ``*`` (which only covers codings not listed). On equal q, br beats gzip.
+    3. Otherwise identity, unless identity is excluded (``identity;q=0``, or ``*;q=0`` without
+       an ``identity`` entry).
+    4. If identity is excluded, a supported coding the client did not explicitly refuse is
+       used (``identity;q=0`` alone gives br).
+    5. If every option is refused, we still answer identity rather than 406: a readable
+       response beats an error for a client whose header is almost certainly a mistake.
+
+    Codings are case-insensitive; entries with a malformed q-value are ignored, not guessed.
+    """
+    if not accept_encoding or not accept_encoding.strip():
+        return None
+    weights = _parse_accept_encoding(accept_encoding)
+    star = weights.get("*")
+
+    best: str | None = None
+    best_q = 0.0
+    for coding in _SUPPORTED:
+        q = weights.get(coding, star if star is not None else 0.0)
+        if q > best_q:
+            best, best_q = coding, q
+    if best is not None:
+        return best
+
+    identity_q = weights.get("identity", star if star is not None else 1.0)
+    if identity_q > 0.0:
+        return None
+    if star is None:  # without "*", a coding that is not listed was not refused either
+        for coding in _SUPPORTED:
+            if coding not in weights:
+                return coding
+    return None
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _with_vary(headers: Headers) -> Headers:
+    """Add Accept-Encoding to Vary, merging with an existing Vary and never duplicating."""
+    for key, value in headers:
+        if key.lower() != b"vary":
+            continue
+        tokens = [token.strip().lower() for token in value.split(b",")]
+        if b"*" in tokens or b"accept-encoding" in tokens:
+            return headers
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            merged = value + b", Accept-Encoding" if value.strip() else b"Accept-Encoding"
+            return [*headers[:index], (key, merged), *headers[index + 1 :]]
+    return [*headers, (b"vary", b"Accept-Encoding")]
+
+
+def _suffixed_etag(etag: bytes, encoding: str) -> bytes:
+    match = _ETAG.fullmatch(etag.strip())
+    if match is None:
+        logger.debug("leaving malformed etag untouched: %r", etag)
+        return etag
+    weak, opaque = match.groups()
+    return b'%s"%s-%s"' % (weak or b"", opaque, encoding.encode("ascii"))
+
+
+class CompressionMiddleware:
+    """Pure ASGI wrapper that compresses response bodies (Starlette ``GZipMiddleware`` shape).
+
+    A body is compressed only when the status allows a body (not 1xx/204/304), the method is
+    not HEAD, it is at least ``minimum_size`` bytes, the inner app did not already encode it
+    and compressing actually makes it smaller.
+
+    Args:
+        app: The inner ASGI app.
+        minimum_size: Smaller bodies are sent as they are; below ~1 KB the saved bytes do not
+            pay for the CPU and the extra header.
+        brotli_quality: 4–5 gives most of br's gain at gzip-like CPU cost.
+        gzip_level: zlib level for gzip.
+        on_compress: Called with (encoding, raw bytes, compressed bytes, cpu ms) for metrics.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        minimum_size: int = 1024,
+        brotli_quality: int = 4,
+        gzip_level: int = 6,
+        on_compress: Callable[[str, int, int, float], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.minimum_size = minimum_size
+        self.brotli_quality = brotli_quality
+        self.gzip_level = gzip_level
+        self.on_compress = on_compress
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        raw_accept = _header(list(scope.get("headers", ())), b"accept-encoding")
+        encoding = negotiate(raw_accept.decode("latin-1") if raw_accept is not None else None)
+        is_head = scope.get("method") == "HEAD"
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffering_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await self._finish(start, b"".join(chunks), encoding, is_head, send)
+                    start = None
+            else:
+                await send(message)
+
+        await self.app(scope, receive, buffering_send)
+
+    async def _finish(
+        self, start: Message, body: bytes, encoding: str | None, is_head: bool, send: Send
+    ) -> None:
+        status: int = start["status"]
+        headers = _with_vary(list(start.get("headers", ())))
+        if (
+            encoding is not None
+            and not is_head
+            and status >= 200
+            and status not in _NO_BODY_STATUSES
+            and len(body) >= self.minimum_size
+            and _header(headers, b"content-encoding") is None
+        ):
+            compressed = self._compress(body, encoding)
+            if compressed is not None:
+                body, headers = compressed, _encoded_headers(headers, encoding, len(compressed))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _compress(self, body: bytes, encoding: str) -> bytes | None:
+        began = time.perf_counter()
+        if encoding == "br":
+            out: bytes = brotli.compress(body, mode=brotli.MODE_TEXT, quality=self.brotli_quality)
+        else:
+            out = gzip.compress(body, compresslevel=self.gzip_level, mtime=0)
+        ms = (time.perf_counter() - began) * 1000.0
+        record_timing("compress", ms)
+        if self.on_compress is not None:
+            self.on_compress(encoding, len(body), len(out), ms)
+        return out if len(out) < len(body) else None
+
+
+def _encoded_headers(headers: Headers, encoding: str, length: int) -> Headers:
+    result: Headers = []
+    for key, value in headers:
+        name = key.lower()
+        if name == b"content-length":
+            continue
+        if name == b"etag":
+            value = _suffixed_etag(value, encoding)
+        result.append((key, value))
+    result.append((b"content-encoding", encoding.encode("ascii")))
+    result.append((b"content-length", str(length).encode("ascii")))
+    return result

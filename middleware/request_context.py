@@ -1,0 +1,150 @@
+"""Request id and per-request timings, exposed as ContextVars and a ``Server-Timing`` header.
+
+This is the outermost wrapper. Everything below it (deadline, compression, the Falcon app,
+services and repositories) runs in the same task, so the ContextVars set here are visible to
+all of them: repositories call :func:`record_timing` with ``"db"``, the cache with ``"cache"``,
+the compression wrapper with ``"compress"``, and log formatting reads
+:func:`current_request_id` — none of them needs a ``req`` object passed down.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# The wrappers accept the Starlette/httpx shapes; the inner app is typed loosely because
+# falcon.asgi.App declares dict scopes and sends, which no single precise alias satisfies too.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+_REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_timings: ContextVar[RequestTimings | None] = ContextVar("request_timings", default=None)
+
+
+@dataclass(slots=True)
+class RequestTimings:
+    """Time spent per phase of one request, in milliseconds.
+
+    ``db`` and ``cache`` get their own call counters because "4 ms in 2 calls" and "4 ms in
+    40 calls" point at different problems (the second is an N+1). Any other phase name lands
+    in ``phases`` so new instrumentation needs no change here.
+    """
+
+    started: float = field(default_factory=time.perf_counter)
+    db_ms: float = 0.0
+    db_calls: int = 0
+    cache_ms: float = 0.0
+    cache_calls: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def add(self, kind: str, ms: float) -> None:
+        """Accumulate ``ms`` under ``kind``; ``db`` and ``cache`` also count a call."""
+        if kind == "db":
+            self.db_ms += ms
+            self.db_calls += 1
+        elif kind == "cache":
+            self.cache_ms += ms
+            self.cache_calls += 1
+        else:
+            self.phases[kind] = self.phases.get(kind, 0.0) + ms
+
+    def server_timing(self, now: float | None = None) -> str:
+        """Render the ``Server-Timing`` value; ``app`` is the time from start until ``now``."""
+        end = time.perf_counter() if now is None else now
+        parts = [
+            f"app;dur={(end - self.started) * 1000.0:.1f}",
+            f'db;dur={self.db_ms:.1f};desc="{_calls(self.db_calls)}"',
+            f'cache;dur={self.cache_ms:.1f};desc="{_calls(self.cache_calls)}"',
+        ]
+        parts.extend(f"{name};dur={ms:.1f}" for name, ms in self.phases.items())
+        return ", ".join(parts)
+
+
+def _calls(n: int) -> str:
+    return "1 call" if n == 1 else f"{n} calls"
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served by this task, or ``None`` outside a request."""
+    return _request_id.get()
+
+
+def current_timings() -> RequestTimings | None:
+    """The timings of the request being served by this task, or ``None`` outside a request."""
+    return _timings.get()
+
+
+def record_timing(kind: str, ms: float) -> None:
+    """Add ``ms`` to phase ``kind`` of the current request.
+
+    A no-op outside a request, so instrumented code (repositories, caches) also works in
+    scripts and background tasks without guards.
+    """
+    timings = _timings.get()
+    if timings is not None:
+        timings.add(kind, ms)
+
+
+def _incoming_request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == _REQUEST_ID_HEADER:
+            # Only the first header counts; an invalid one is replaced, never echoed, so a
+            # client cannot inject arbitrary text into our logs or response headers.
+            if _VALID_REQUEST_ID.fullmatch(value):
+                return bytes(value).decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Pure ASGI wrapper that sets the request id and timings and reports them in headers.
+
+    Adds ``x-request-id`` (replacing any the inner app set) and ``server-timing`` (in addition
+    to any the inner app set) to every HTTP response. Lifespan and websocket scopes pass
+    through untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope)
+        timings = RequestTimings()
+        id_token = _request_id.set(request_id)
+        timings_token = _timings.set(timings)
+
+        async def send_with_context(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if name.lower() != _REQUEST_ID_HEADER
+                ]
+                headers.append((_REQUEST_ID_HEADER, request_id.encode("ascii")))
+                headers.append((b"server-timing", timings.server_timing().encode("ascii")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        finally:
+            _timings.reset(timings_token)
+            _request_id.reset(id_token)

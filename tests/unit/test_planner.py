@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymongo import IndexModel
+
+from indexes import DECLARED, SHAPES
+from indexes.planner import check_all, check_shape, explain_problems
+from indexes.shapes import QueryShape
+
+pytestmark = pytest.mark.unit
+
+BY_STATUS = QueryShape(
+    "orgs.by_status",
+    "organizations",
+    "status_name",
+    equality=("status",),
+    sort=(("nameKey", 1), ("_id", 1)),
+)
+COVERED = QueryShape(
+    "clinics.covered",
+    "clinics",
+    "org_name",
+    equality=("organizationId",),
+    sort=(("nameKey", 1), ("_id", 1)),
+    projection=("_id", "name"),
+    covered=True,
+)
+COVERED_KEYS = [("organizationId", 1), ("nameKey", 1), ("_id", 1), ("name", 1)]
+
+
+def test_every_declared_shape_is_served_by_its_index() -> None:
+    assert check_all(DECLARED, SHAPES) == []
+
+
+def test_equality_fields_may_come_in_any_order() -> None:
+    shape = QueryShape("s", "c", "i", equality=("a", "b"), sort=(("t", -1),))
+    assert check_shape(shape, [("b", 1), ("a", -1), ("t", -1)]) == []
+
+
+def test_reversed_sort_is_served() -> None:
+    assert check_shape(BY_STATUS, [("status", 1), ("nameKey", -1), ("_id", -1)]) == []
+
+
+def test_sort_before_equality_is_reported() -> None:
+    problems = check_shape(BY_STATUS, [("nameKey", 1), ("_id", 1), ("status", 1)])
+    assert any("equality fields ['status']" in p for p in problems)
+
+
+def test_mixed_sort_direction_is_reported() -> None:
+    problems = check_shape(BY_STATUS, [("status", 1), ("nameKey", 1), ("_id", -1)])
+    assert any("sort keys" in p for p in problems)
+
+
+def test_range_before_sort_is_reported() -> None:
+    shape = QueryShape("s", "c", "i", equality=("a",), sort=(("t", 1),), range=("r",))
+    problems = check_shape(shape, [("a", 1), ("r", 1), ("t", 1)])
+    assert len(problems) == 2
+    assert "range fields ['r']" in problems[1]
+
+
+def test_covered_projection_inside_index_passes() -> None:
+    assert check_shape(COVERED, COVERED_KEYS) == []
+
+
+def test_covered_projection_outside_index_is_reported() -> None:
+    problems = check_shape(COVERED, COVERED_KEYS[:3])
+    assert problems == ["clinics.covered: covered projection field 'name' is not in index org_name"]
+
+
+def test_covered_id_outside_index_is_reported() -> None:
+    shape = QueryShape("s", "c", "i", equality=("a",), projection=("_id", "b"), covered=True)
+    problems = check_shape(shape, [("a", 1), ("b", 1)])
+    assert len(problems) == 1
+    assert "returns _id" in problems[0]
+
+
+def test_check_all_reports_an_undeclared_index() -> None:
+    shape = QueryShape("orgs.ghost", "organizations", "organizations_ghost")
+    assert check_all(DECLARED, [shape]) == [
+        "orgs.ghost: index organizations_ghost is not declared on organizations"
+    ]
+
+
+def test_check_all_reports_a_bad_pair() -> None:
+    declared = {"organizations": [IndexModel([("nameKey", 1), ("status", 1)], name="status_name")]}
+    problems = check_all(declared, [BY_STATUS])
+    assert problems
+    assert all(p.startswith("orgs.by_status: index status_name") for p in problems)
+
+
+def _explain(winning_plan: dict[str, Any]) -> dict[str, Any]:
+    return {"queryPlanner": {"winningPlan": winning_plan}, "ok": 1.0}
+
+
+def _ixscan(index: str = "org_name") -> dict[str, Any]:
+    return {"stage": "IXSCAN", "indexName": index, "keyPattern": {}, "direction": "forward"}
+
+
+GOOD_COVERED = _explain(
+    {"stage": "LIMIT", "inputStage": {"stage": "PROJECTION_COVERED", "inputStage": _ixscan()}}
+)
+
+
+def test_explain_good_covered_plan_has_no_problems() -> None:
+    assert explain_problems(GOOD_COVERED, COVERED) == []
+
+
+def test_explain_slot_based_engine_plan_is_read() -> None:
+    doc = {
+        "queryPlanner": {
+            "winningPlan": {
+                "queryPlan": GOOD_COVERED["queryPlanner"]["winningPlan"],
+                "slotBasedPlan": {},
+            }
+        }
+    }
+    assert explain_problems(doc, COVERED) == []
+
+
+def test_explain_sort_merge_of_two_ranges_on_the_index_passes() -> None:
+    doc = _explain(
+        {
+            "stage": "FETCH",
+            "inputStage": {
+                "stage": "SORT_MERGE",
+                "inputStages": [_ixscan("status_name"), _ixscan("status_name")],
+            },
+        }
+    )
+    assert explain_problems(doc, BY_STATUS) == []
+
+
+def test_explain_collscan_is_reported() -> None:
+    doc = _explain({"stage": "SORT", "inputStage": {"stage": "COLLSCAN", "direction": "forward"}})
+    problems = explain_problems(doc, BY_STATUS)
+    assert any("COLLSCAN" in p for p in problems)
+    assert any("does not scan index status_name" in p for p in problems)
+
+
+def test_explain_in_memory_sort_is_reported() -> None:
+    doc = _explain(
+        {"stage": "SORT", "inputStage": {"stage": "FETCH", "inputStage": _ixscan("status_name")}}
+    )
+    assert explain_problems(doc, BY_STATUS) == [
+        "orgs.by_status: winning plan sorts in memory (SORT stage)"
+    ]
+
+
+def test_explain_fetch_on_covered_shape_is_reported() -> None:
+    doc = _explain(
+        {"stage": "PROJECTION_SIMPLE", "inputStage": {"stage": "FETCH", "inputStage": _ixscan()}}
+    )
+    assert explain_problems(doc, COVERED) == [
+        "clinics.covered: covered shape reads documents (FETCH stage)"
+    ]
+
+
+def test_explain_other_index_is_reported() -> None:
+    problems = explain_problems(
+        _explain({"stage": "FETCH", "inputStage": _ixscan("other")}), BY_STATUS
+    )
+    assert "orgs.by_status: winning plan also scans index other" in problems
+
+
+def test_explain_of_an_aggregate_is_read() -> None:
+    doc = {"stages": [{"$cursor": GOOD_COVERED}, {"$limit": 20}]}
+    assert explain_problems(doc, COVERED) == []
