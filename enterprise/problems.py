@@ -29,6 +29,7 @@ def _send(req: Request, resp: Response, status: int, title: str, detail: str, sl
         body["requestId"] = current_request_id()
     body.update({k: v for k, v in extra.items() if v})
     resp.status = status
+    resp.etag = None  # a validator set before the failure does not describe this body
     resp.content_type = MEDIA_PROBLEM
     resp.data = orjson.dumps(body)
     resp.set_header("Cache-Control", "no-store")

@@ -18,6 +18,7 @@ from falcon.asgi import Request, Response
 
 ENCODING_SUFFIXES = ("-br", "-gzip")
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+REVALIDATE = "private, max-age=0, must-revalidate"
 
 
 def parse_tags(value: str | None) -> list[str] | None:
@@ -83,23 +84,30 @@ class ConditionalMiddleware:
             return
         if req.method not in ("GET", "HEAD") or resource is None:
             return
-        tags = parse_tags(req.get_header("If-None-Match"))
-        if tags is None:
-            return
         target = await self._describe(req, resource, params)
         list_etag = getattr(target, "list_etag", None)
-        if list_etag is not None:
-            matched = matching_tag(tags, list_etag)
-            if matched is not None:
-                resp.status = falcon.HTTP_304
-                resp.etag = matched
-                resp.complete = True
-                req.context.revalidated = True
+        if list_etag is None:
+            return
+        # Set before the resource runs, so the response cache stores it with the body.
+        resp.etag = list_etag
+        tags = parse_tags(req.get_header("If-None-Match"))
+        matched = matching_tag(tags, list_etag) if tags else None
+        if matched is not None:
+            resp.status = falcon.HTTP_304
+            resp.etag = matched
+            resp.set_header("Cache-Control", REVALIDATE)
+            resp.complete = True
+            req.context.revalidated = True
 
     async def process_response(
         self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
-        if req.method not in ("GET", "HEAD") or resp.status_code != 200 or not resp.etag:
+        if req.method not in ("GET", "HEAD") or resp.status_code not in (200, 304) or not resp.etag:
+            return
+        # Clients (and shared caches) must revalidate: the validator is cheap to check.
+        if resp.get_header("Cache-Control") is None:
+            resp.set_header("Cache-Control", REVALIDATE)
+        if resp.status_code != 200:
             return
         tags = parse_tags(req.get_header("If-None-Match"))
         if tags is None:

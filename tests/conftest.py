@@ -161,3 +161,56 @@ async def admin(app: Any) -> dict[str, str]:
 @pytest.fixture
 def root() -> Iterator[Path]:
     yield ROOT
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`python -m enterprise serve` as a real subprocess (granian, N workers)."""
+
+    def __init__(self, env: dict[str, str], workers: int) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, "ENTERPRISE_DEV": "1", "LOG_LEVEL": "WARNING", **env}
+        self._workers = workers
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> Server:
+        import asyncio
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "enterprise", "serve", "--port", str(self.port),
+             "--workers", str(self._workers)],
+            env=self._env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            for _ in range(200):
+                try:
+                    if (await http.get("/health/ready")).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        await self.__aexit__()
+        raise RuntimeError("the server did not become ready in 10 s")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    return {"MONGODB_URI": settings.mongodb_uri, "REDIS_URL": settings.redis_url,
+            "MONGODB_DATABASE": settings.mongodb_database}
