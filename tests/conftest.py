@@ -127,9 +127,27 @@ class Lifespan:
         await self._run("shutdown")
 
 
-async def make_client(app: Any) -> httpx.AsyncClient:
-    await Lifespan(app).startup()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+class InProcess:
+    """The app in this process with its lifespan, as `async with` → an httpx client."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        await Lifespan(self._app).startup()
+        self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://127.0.0.1")
+        return self._http
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._http is not None
+        await self._http.aclose()
+        await Lifespan(self._app).shutdown()
+
+
+async def make_client(app: Any) -> InProcess:
+    """`async with await make_client(app) as client:` — startup, client, shutdown."""
+    return InProcess(app)
 
 
 @pytest.fixture

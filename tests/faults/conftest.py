@@ -1,0 +1,93 @@
+"""The faults tier runs its own FerretDB and Redis (scripts/stack.sh, other ports, own
+state folder) and stops and restarts those real processes during traffic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+from pymongo import AsyncMongoClient
+
+from enterprise.settings import Settings
+from indexes.sync import sync as sync_indexes
+from tests.conftest import ROOT, STACK_MANAGED, free_port
+
+
+@dataclass
+class FaultStack:
+    env: dict[str, str]
+    mongodb_uri: str
+    redis_url: str
+
+    def run(self, *args: str) -> None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), *args], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def stop(self, server: str) -> None:
+        self.run("stop", server)
+
+    def start(self, server: str) -> None:
+        self.run("start", server)
+
+
+@pytest.fixture(scope="session")
+def fault_stack(stack: None) -> Iterator[FaultStack]:
+    if not STACK_MANAGED:
+        pytest.skip("the faults tier stops and restarts servers it starts with scripts/stack.sh; "
+                    "these servers are external (STACK_MANAGED=0)")
+    main_bin = ROOT / ".stack" / "bin"
+    state = ROOT / ".stack" / "faults"
+    (state / "bin").mkdir(parents=True, exist_ok=True)
+    for name in ("ferretdb", "ferretdb.sha256"):  # reuse the built launcher: no second build
+        if (main_bin / name).exists():
+            shutil.copy2(main_bin / name, state / "bin" / name)
+    mongo_port, redis_port = free_port(), free_port()
+    env = {**os.environ, "STACK_DIR": str(state), "FERRETDB_PORT": str(mongo_port), "REDIS_PORT": str(redis_port)}
+    fault = FaultStack(env, f"mongodb://127.0.0.1:{mongo_port}/", f"redis://127.0.0.1:{redis_port}/0")
+    fault.run("up")
+    try:
+        yield fault
+    finally:
+        fault.run("down")
+
+
+@pytest.fixture
+async def fault_settings(fault_stack: FaultStack) -> AsyncIterator[Settings]:
+    name = f"faults_{uuid.uuid4().hex[:12]}"
+    client: AsyncMongoClient[Any] = AsyncMongoClient(fault_stack.mongodb_uri, serverSelectionTimeoutMS=5000)
+    await sync_indexes(client[name], prune=False, echo=lambda line: None)
+    yield Settings.from_env(
+        {"ENTERPRISE_DEV": "1", "MONGODB_URI": fault_stack.mongodb_uri, "REDIS_URL": fault_stack.redis_url,
+         "MONGODB_DATABASE": name, "LOG_JSON": "false", "CIRCUIT_BREAKER_RESET_TIMEOUT": "1",
+         "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3"}
+    )
+    fault_stack.start("ferretdb")
+    fault_stack.start("redis")
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def restore(fault_stack: FaultStack) -> Iterator[FaultStack]:
+    """Whatever a test stops is running again afterwards."""
+    yield fault_stack
+    fault_stack.start("ferretdb")
+    fault_stack.start("redis")
+
+
+def redis_for(settings: Settings) -> Any:
+    return redis.asyncio.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+
+
+def root() -> Path:
+    return ROOT
