@@ -126,6 +126,7 @@ def create_app(
     redis_breaker = make_breaker(
         "redis",
         failure_threshold=settings.circuit_breaker_failure_threshold,
+        enabled=settings.circuit_breaker_enabled,
         reset_timeout=settings.circuit_breaker_reset_timeout,
     )
     cache = ResponseCache(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import pybreaker
 
@@ -20,13 +21,16 @@ class _LogTransitions(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
         )
 
 
-def make_breaker(name: str, *, failure_threshold: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
+def make_breaker(
+    name: str, *, failure_threshold: int, reset_timeout: float, enabled: bool = True
+) -> pybreaker.CircuitBreaker:
     """A breaker whose `calling()` context manager wraps awaited calls.
 
     Cancellation is not a dependency failure, so it does not count towards tripping.
+    Disabled (`CIRCUIT_BREAKER_ENABLED=false`) means it never opens: every call is tried.
     """
     return pybreaker.CircuitBreaker(
-        fail_max=failure_threshold,
+        fail_max=failure_threshold if enabled else sys.maxsize,
         reset_timeout=reset_timeout,
         exclude=[asyncio.CancelledError],
         listeners=[_LogTransitions()],

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from enterprise.errors import InvalidInput
+from enterprise.querying import name_key, parse_fields, parse_list, projection
+from enterprise.services.clinics import SEARCH_SPEC, SPEC
+
+pytestmark = pytest.mark.unit
+
+
+def test_fields_are_whitelisted_and_normalised() -> None:
+    assert parse_fields("name, address.city,id,name", SPEC) == ("address.city", "name")
+    assert parse_fields("address,address.city", SPEC) == ("address",)
+    with pytest.raises(InvalidInput, match="allowed: "):
+        parse_fields("name,nameKey", SPEC)
+
+
+def test_projection_is_server_side_and_lean() -> None:
+    assert projection(("name",), SPEC) == {"_id": 1, "name": 1}
+    assert projection(("name",), SPEC, extra=(("nameKey", 1), ("_id", 1))) == {"_id": 1, "name": 1, "nameKey": 1}
+    assert "nameKey" not in projection(None, SPEC)
+
+
+def test_list_parameters() -> None:
+    query = parse_list({"status": "ACTIVE", "limit": "5"}, SPEC, default_limit=20, max_limit=100)
+    assert (query.filter, query.limit, query.sort[-1]) == ({"status": "ACTIVE"}, 5, ("_id", 1))
+    for bad in ({"limit": "101"}, {"limit": "0"}, {"limit": "x"}, {"sort": "code"}, {"count": "all"},
+                {"status": "OPEN"}, {"bogus": "1"}, {"organizationId": "123"}):
+        with pytest.raises(InvalidInput):
+            parse_list(bad, SPEC, default_limit=20, max_limit=100)
+
+
+def test_prefix_search_escapes_regex() -> None:
+    query = parse_list({"q": "  Dr. (Smile)"}, SEARCH_SPEC, default_limit=20, max_limit=100)
+    assert query.filter["nameKey"] == {"$regex": r"^dr\. \(smile\)"}
+
+
+def test_name_key_is_case_and_space_insensitive() -> None:
+    assert name_key("  Bright   SMILES ") == name_key("bright smiles")
