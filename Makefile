@@ -1,0 +1,81 @@
+# Developer entry points. `make help` lists them.
+#
+# Servers: unless MONGODB_URI is already set in the environment (external servers, e.g. the
+# GitHub Actions service containers), targets that need servers first run `make stack-up`,
+# which builds/starts FerretDB and Redis on 127.0.0.1 (scripts/stack.sh).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PY := .venv/bin/python
+STACK := scripts/stack.sh
+
+FERRETDB_PORT ?= 27018
+REDIS_PORT ?= 6380
+export FERRETDB_PORT REDIS_PORT
+
+# Decided before the defaults below are applied: was MONGODB_URI given from outside?
+EXTERNAL_SERVERS := $(if $(MONGODB_URI),1,)
+SERVERS := $(if $(EXTERNAL_SERVERS),,stack-up)
+
+export MONGODB_URI ?= mongodb://127.0.0.1:$(FERRETDB_PORT)/
+export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+export ENTERPRISE_DEV ?= 1
+# Tells the tests whether scripts/stack.sh manages the servers (the faults tier needs it).
+export STACK_MANAGED := $(if $(EXTERNAL_SERVERS),0,1)
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv stack-up stack-down stack-status indexes seed run test check bench clean distclean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Servers: MONGODB_URI=$(MONGODB_URI) REDIS_URL=$(REDIS_URL)$(if $(EXTERNAL_SERVERS), (external),)"
+
+venv: ## Create .venv and install '.[dev]' (only when pyproject.toml changed)
+	@scripts/bootstrap.sh dev
+
+stack-up: ## Build (once) and start FerretDB + Redis on 127.0.0.1
+	@$(STACK) up
+
+stack-down: ## Stop FerretDB + Redis
+	@$(STACK) down
+
+stack-status: ## Show the local servers
+	@$(STACK) status
+
+indexes: venv $(SERVERS) ## Apply the index definitions (python -m indexes sync)
+	$(PY) -m indexes sync
+
+seed: venv $(SERVERS) ## Seed a small data set if the database is empty; writes .stack/demo-admin.key
+	@mkdir -p .stack
+	$(PY) -m enterprise seed --preset small --if-empty --demo-key-file .stack/demo-admin.key
+
+run: venv $(SERVERS) indexes seed ## Run the API on http://127.0.0.1:8000 (dev mode)
+	$(PY) -m enterprise serve --host 127.0.0.1 --port 8000
+
+test: venv $(SERVERS) ## Run the test suite (PYTEST_ARGS="-m unit" to narrow it)
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -ne 0 ]; then echo "make test: pytest exited with status $$rc" >&2; fi; \
+	exit $$rc
+
+check: venv ## Lint, format check and type check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+bench: venv $(SERVERS) ## Install '.[bench]' and run the load tests (loadtests/run.sh)
+	@scripts/bootstrap.sh bench
+	@if [ -f loadtests/run.sh ]; then bash loadtests/run.sh; \
+	else echo "make bench: loadtests/run.sh does not exist yet; nothing to run"; fi
+
+clean: ## Stop the stack; remove its data, logs and the Python caches (keeps .venv and the built launcher)
+	@$(STACK) down
+	rm -rf .stack/data .stack/logs .stack/pids .stack/demo-admin.key
+	rm -rf .pytest_cache .mypy_cache .ruff_cache loadtests/results/tmp
+	find . -path ./.venv -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean ## Also remove .venv, .stack and *.egg-info
+	rm -rf .venv .stack *.egg-info

@@ -1,0 +1,489 @@
+#!/usr/bin/env bash
+# Local servers for development and CI: FerretDB (MongoDB wire protocol, SQLite backend,
+# built from scripts/ferretdb) and Redis. Both listen on 127.0.0.1 only.
+#
+# Usage: scripts/stack.sh up|down|status|env|install
+#        scripts/stack.sh start|stop|restart|logs ferretdb|redis
+#
+# Environment:
+#   FERRETDB_PORT  (default 27018; not 27017, to stay clear of a system mongod)
+#   REDIS_PORT     (default 6380;  not 6379,  to stay clear of a system redis)
+#   STACK_DIR      (default <repo>/.stack: bin/, data/, logs/, pids/)
+#   STACK_READY_TIMEOUT  seconds to wait for a server to answer (default 30)
+#   FERRETDB_LOG_LEVEL   debug|info|warn|error (default warn; info logs every connection)
+#   FERRETDB_SHUTDOWN_TIMEOUT  how long clients still connected may delay a stop (default 500ms)
+#
+# Every command is idempotent. Processes are stopped by the pid in their pid file, never by name.
+# No Go or no apt-get? Use Docker instead: `docker compose up -d mongo mongo-init redis`.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FERRETDB_PORT="${FERRETDB_PORT:-27018}"
+REDIS_PORT="${REDIS_PORT:-6380}"
+STACK_DIR="${STACK_DIR:-$REPO/.stack}"
+READY_TIMEOUT="${STACK_READY_TIMEOUT:-30}"
+FERRETDB_LOG_LEVEL="${FERRETDB_LOG_LEVEL:-warn}"
+FERRETDB_SHUTDOWN_TIMEOUT="${FERRETDB_SHUTDOWN_TIMEOUT:-500ms}"
+STOP_TIMEOUT=10
+HOST=127.0.0.1
+
+FERRETDB_SRC="$REPO/scripts/ferretdb"
+FERRETDB_BIN="$STACK_DIR/bin/ferretdb"
+FERRETDB_STAMP="$STACK_DIR/bin/ferretdb.sha256"
+VENV_PYTHON="$REPO/.venv/bin/python"
+DOCKER_HINT="or run the servers with Docker instead: \`docker compose up -d mongo mongo-init redis\` (see docker-compose.yml)"
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+log() { printf '[stack] %s\n' "$*"; }
+die() {
+  printf '[stack] error: %s\n' "$*" >&2
+  exit 1
+}
+
+now_ms() {
+  if [[ -n "${EPOCHREALTIME:-}" ]]; then
+    local t="${EPOCHREALTIME/[.,]/}"
+    echo $((10#$t / 1000))
+  else
+    echo $(($(date +%s) * 1000))
+  fi
+}
+
+elapsed() { # elapsed START_MS -> "1.23s"
+  local ms=$(($(now_ms) - $1))
+  printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
+}
+
+validate_port() { # validate_port NAME VALUE
+  if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < 1 || $2 > 65535)); then
+    die "$1 must be a TCP port number, got '$2'"
+  fi
+}
+
+port_of() {
+  case "$1" in
+    ferretdb) echo "$FERRETDB_PORT" ;;
+    redis) echo "$REDIS_PORT" ;;
+  esac
+}
+
+pid_file() { echo "$STACK_DIR/pids/$1.pid"; }
+
+ensure_dirs() {
+  mkdir -p "$STACK_DIR/bin" "$STACK_DIR/data/ferretdb" "$STACK_DIR/data/redis" \
+    "$STACK_DIR/logs" "$STACK_DIR/pids"
+}
+
+# Serialise start/stop/install between concurrent callers (e.g. parallel fault tests).
+lock() {
+  ensure_dirs
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$STACK_DIR/.lock"
+    flock -w 120 9 || die "could not take $STACK_DIR/.lock within 120 s"
+  fi
+}
+
+# alive PID: the process exists and is not a zombie (an unreaped zombie still passes kill -0).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0 # no procfs: trust kill -0
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
+
+port_open() { # port_open PORT: something accepts TCP connections on 127.0.0.1:PORT
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+# is_ours NAME PID: PID is alive and is the process we started (guards against pid reuse).
+is_ours() {
+  local name="$1" pid="$2" cmd
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  alive "$pid" || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 0 # no procfs: trust kill -0
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  case "$name" in
+    ferretdb) [[ "$cmd" == *ferretdb* ]] ;;
+    redis) [[ "$cmd" == *redis-server* ]] ;;
+  esac
+}
+
+# running_pid NAME: prints the pid from the pid file if that process is ours and alive.
+running_pid() {
+  local file pid
+  file="$(pid_file "$1")"
+  [[ -s "$file" ]] || return 1
+  pid="$(tr -dc '0-9' <"$file")"
+  is_ours "$1" "$pid" || return 1
+  echo "$pid"
+}
+
+# answers NAME: the server answers a protocol-level ping (fast, single attempt).
+answers() {
+  case "$1" in
+    ferretdb) port_open "$FERRETDB_PORT" ;;
+    redis) [[ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] ;;
+  esac
+}
+
+tail_log() {
+  local f="$STACK_DIR/logs/$1.log"
+  if [[ -s "$f" ]]; then
+    printf '[stack] last lines of %s:\n' "$f" >&2
+    tail -n 20 "$f" >&2
+  fi
+}
+
+# Keep logs from growing without bound across many restarts.
+rotate_log() {
+  local f="$STACK_DIR/logs/$1.log" size
+  [[ -f "$f" ]] || return 0
+  size="$(wc -c <"$f")"
+  if ((size > 10 * 1024 * 1024)); then mv -f "$f" "$f.1"; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# install
+
+find_go() {
+  if command -v go >/dev/null 2>&1; then
+    command -v go
+  elif [[ -x /usr/local/go/bin/go ]]; then
+    echo /usr/local/go/bin/go
+  else
+    return 1
+  fi
+}
+
+source_hash() {
+  (cd "$FERRETDB_SRC" && cat main.go go.mod go.sum) | sha256sum | cut -d' ' -f1
+}
+
+install_ferretdb() {
+  local t0 go want have="" tmp
+  t0="$(now_ms)"
+  ensure_dirs
+  want="$(source_hash)"
+  [[ -f "$FERRETDB_STAMP" ]] && have="$(cat "$FERRETDB_STAMP")"
+  if [[ -x "$FERRETDB_BIN" && "$want" == "$have" ]]; then
+    log "ferretdb: launcher up to date ($FERRETDB_BIN) [$(elapsed "$t0")]"
+    return 0
+  fi
+  go="$(find_go)" || die "Go (>= 1.24) is needed to build the FerretDB launcher and was not found on PATH or in /usr/local/go/bin: install it from https://go.dev/dl/, $DOCKER_HINT"
+  if [[ -x "$FERRETDB_BIN" ]]; then
+    log "ferretdb: sources changed, rebuilding launcher with $("$go" version | cut -d' ' -f3)"
+  else
+    log "ferretdb: building launcher with $("$go" version | cut -d' ' -f3) (with cold Go caches this takes 1-3 minutes)"
+  fi
+  tmp="$FERRETDB_BIN.tmp.$$"
+  if ! (cd "$FERRETDB_SRC" && "$go" build -mod=readonly -trimpath -buildvcs=false -o "$tmp" .); then
+    rm -f "$tmp"
+    die "building the FerretDB launcher failed (see the Go output above); $DOCKER_HINT"
+  fi
+  mv -f "$tmp" "$FERRETDB_BIN"
+  echo "$want" >"$FERRETDB_STAMP"
+  log "ferretdb: built $FERRETDB_BIN [$(elapsed "$t0")]"
+  if running_pid ferretdb >/dev/null; then
+    log "ferretdb: a server is running the previous binary; \`$0 restart ferretdb\` to use the new one"
+  fi
+}
+
+redis_version() { redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'; }
+
+install_redis() {
+  local t0 sudo=()
+  t0="$(now_ms)"
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    log "redis: $(redis_version) already installed [$(elapsed "$t0")]"
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "redis-server is not installed and apt-get is not available: install Redis >= 6 with your package manager, $DOCKER_HINT"
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null 2>&1 || die "installing redis-server needs root (or sudo); $DOCKER_HINT"
+    sudo=(sudo)
+  fi
+  log "redis: installing redis-server with apt-get"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+    die "apt-get update failed; $DOCKER_HINT"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    redis-server redis-tools >/dev/null || die "apt-get install redis-server failed; $DOCKER_HINT"
+  log "redis: installed $(redis_version) [$(elapsed "$t0")]"
+}
+
+cmd_install() {
+  local t0
+  t0="$(now_ms)"
+  install_ferretdb
+  install_redis
+  log "install done [$(elapsed "$t0")]"
+}
+
+# ---------------------------------------------------------------------------------------------
+# readiness
+
+# Wait until FerretDB answers a MongoDB ping; give up early if the process dies.
+wait_ferretdb() {
+  local pid="$1" deadline rc=3
+  if [[ -x "$VENV_PYTHON" ]]; then
+    "$VENV_PYTHON" - "$HOST" "$FERRETDB_PORT" "$pid" "$READY_TIMEOUT" <<'PY' && rc=0 || rc=$?
+import os, sys, time
+try:
+    from pymongo import MongoClient
+except ImportError:
+    sys.exit(3)
+host, port, pid, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+
+
+def dead(pid):
+    # An exited child of the calling shell stays a zombie until reaped: treat "Z" as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(") ")[2][:1] == "Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+deadline = time.monotonic() + timeout
+client = MongoClient(host, port, directConnection=True, serverSelectionTimeoutMS=300,
+                     connectTimeoutMS=300)
+try:
+    while True:
+        if dead(pid):
+            print("[stack] ferretdb: process exited during startup", file=sys.stderr)
+            sys.exit(1)
+        try:
+            client.admin.command("ping")
+            sys.exit(0)
+        except Exception:
+            if time.monotonic() > deadline:
+                sys.exit(1)
+            time.sleep(0.05)
+finally:
+    client.close()
+PY
+    ((rc != 3)) && return "$rc"
+    # rc 3: the venv has no pymongo (yet); fall back to a port check.
+  fi
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  while (($(now_ms) < deadline)); do
+    alive "$pid" || return 1
+    port_open "$FERRETDB_PORT" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+wait_redis() {
+  local deadline
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  while (($(now_ms) < deadline)); do
+    answers redis && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# start / stop
+
+start_ferretdb() {
+  local t0 pid
+  t0="$(now_ms)"
+  if pid="$(running_pid ferretdb)"; then
+    if answers ferretdb; then
+      log "ferretdb: already up (pid $pid, port $FERRETDB_PORT)"
+      return 0
+    fi
+    log "ferretdb: pid $pid is alive but port $FERRETDB_PORT does not answer yet; waiting"
+    wait_ferretdb "$pid" || {
+      tail_log ferretdb
+      die "ferretdb (pid $pid) does not answer on port $FERRETDB_PORT; try \`$0 restart ferretdb\`"
+    }
+    log "ferretdb: up (pid $pid, port $FERRETDB_PORT) [$(elapsed "$t0")]"
+    return 0
+  fi
+  rm -f "$(pid_file ferretdb)"
+  port_open "$FERRETDB_PORT" &&
+    die "port $FERRETDB_PORT is already in use by another process; stop it or set FERRETDB_PORT"
+  install_ferretdb # no-op unless the sources changed since the last build
+  rotate_log ferretdb
+  local launcher=("$FERRETDB_BIN" -listen-addr "$HOST:$FERRETDB_PORT" -data-dir "$STACK_DIR/data/ferretdb"
+    -log-level "$FERRETDB_LOG_LEVEL" -shutdown-timeout "$FERRETDB_SHUTDOWN_TIMEOUT")
+  # setsid: own session, so Ctrl-C in the caller's terminal does not reach the server.
+  # In a non-interactive shell the background job is not a group leader, so setsid execs
+  # in place and $! is the server's own pid.
+  if command -v setsid >/dev/null 2>&1; then
+    setsid nohup "${launcher[@]}" </dev/null >>"$STACK_DIR/logs/ferretdb.log" 2>&1 9>&- &
+  else
+    nohup "${launcher[@]}" </dev/null >>"$STACK_DIR/logs/ferretdb.log" 2>&1 9>&- &
+  fi
+  pid=$!
+  echo "$pid" >"$(pid_file ferretdb)"
+  if ! wait_ferretdb "$pid"; then
+    tail_log ferretdb
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$(pid_file ferretdb)"
+    die "ferretdb did not answer a ping on port $FERRETDB_PORT within ${READY_TIMEOUT}s (log: $STACK_DIR/logs/ferretdb.log)"
+  fi
+  log "ferretdb: up (pid $pid, port $FERRETDB_PORT) [$(elapsed "$t0")]"
+}
+
+start_redis() {
+  local t0 pid
+  t0="$(now_ms)"
+  if pid="$(running_pid redis)"; then
+    if wait_redis; then
+      log "redis: already up (pid $pid, port $REDIS_PORT)"
+      return 0
+    fi
+    tail_log redis
+    die "redis (pid $pid) does not answer on port $REDIS_PORT; try \`$0 restart redis\`"
+  fi
+  rm -f "$(pid_file redis)"
+  port_open "$REDIS_PORT" &&
+    die "port $REDIS_PORT is already in use by another process; stop it or set REDIS_PORT"
+  command -v redis-server >/dev/null 2>&1 || install_redis
+  rotate_log redis
+  redis-server --bind "$HOST" --port "$REDIS_PORT" --protected-mode yes \
+    --save '' --appendonly no --daemonize yes \
+    --pidfile "$(pid_file redis)" --logfile "$STACK_DIR/logs/redis.log" \
+    --dir "$STACK_DIR/data/redis" 9>&- ||
+    { tail_log redis; die "redis-server failed to start"; }
+  if ! wait_redis; then
+    tail_log redis
+    die "redis did not answer PING on port $REDIS_PORT within ${READY_TIMEOUT}s (log: $STACK_DIR/logs/redis.log)"
+  fi
+  # A daemonized redis writes its pid file itself; give it a moment if it is not there yet.
+  for _ in {1..40}; do
+    pid="$(running_pid redis)" && break
+    sleep 0.05
+  done
+  [[ -n "${pid:-}" ]] || die "redis answers on port $REDIS_PORT but wrote no pid file $(pid_file redis)"
+  log "redis: up (pid $pid, port $REDIS_PORT) [$(elapsed "$t0")]"
+}
+
+stop_one() {
+  local name="$1" t0 pid file deadline
+  t0="$(now_ms)"
+  file="$(pid_file "$name")"
+  if ! pid="$(running_pid "$name")"; then
+    [[ -e "$file" ]] && log "$name: removing stale pid file"
+    rm -f "$file"
+    log "$name: not running"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+  while alive "$pid" && (($(now_ms) < deadline)); do
+    sleep 0.02
+  done
+  if alive "$pid"; then
+    log "$name: pid $pid still alive after ${STOP_TIMEOUT}s, sending KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in {1..250}; do
+      alive "$pid" || break
+      sleep 0.02
+    done
+  fi
+  rm -f "$file"
+  log "$name: stopped (pid $pid) [$(elapsed "$t0")]"
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+print_env() {
+  echo "export MONGODB_URI=mongodb://$HOST:$FERRETDB_PORT/"
+  echo "export REDIS_URL=redis://$HOST:$REDIS_PORT/0"
+}
+
+cmd_status() {
+  local name port pid state
+  printf '%-9s %-8s %-6s %s\n' SERVER PID PORT STATE
+  for name in ferretdb redis; do
+    port="$(port_of "$name")"
+    if pid="$(running_pid "$name")"; then
+      if answers "$name"; then state=up; else state="not answering"; fi
+    else
+      pid=-
+      if port_open "$port"; then state="down (port in use by another process)"; else state=down; fi
+    fi
+    printf '%-9s %-8s %-6s %s\n' "$name" "$pid" "$port" "$state"
+  done
+  echo "stack dir: $STACK_DIR"
+}
+
+check_name() {
+  case "${1:-}" in
+    ferretdb | redis) ;;
+    *) die "expected 'ferretdb' or 'redis', got '${1:-}'" ;;
+  esac
+}
+
+usage() {
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+  validate_port FERRETDB_PORT "$FERRETDB_PORT"
+  validate_port REDIS_PORT "$REDIS_PORT"
+  local cmd="${1:-}" t0
+  t0="$(now_ms)"
+  case "$cmd" in
+    install)
+      lock
+      cmd_install
+      ;;
+    up)
+      lock
+      cmd_install
+      start_ferretdb
+      start_redis
+      log "stack up [$(elapsed "$t0")]; to use it:"
+      print_env
+      ;;
+    down)
+      lock
+      stop_one ferretdb
+      stop_one redis
+      log "stack down [$(elapsed "$t0")]"
+      ;;
+    start | stop | restart)
+      check_name "${2:-}"
+      lock
+      case "$cmd" in
+        start) "start_$2" ;;
+        stop) stop_one "$2" ;;
+        restart)
+          stop_one "$2"
+          "start_$2"
+          ;;
+      esac
+      ;;
+    status) cmd_status ;;
+    env) print_env ;;
+    logs)
+      check_name "${2:-}"
+      tail -n "${LINES_TO_SHOW:-50}" "$STACK_DIR/logs/$2.log"
+      ;;
+    -h | --help | help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
