@@ -164,18 +164,17 @@ def create_app(
     budgets = BudgetTracker(settings.budgets_ms)
     state = AppState(settings, mongo, redis_client, guard, cache, budgets, timings)
     targets = CacheTargets(cache)
-    app = falcon.asgi.App(
-        # Order matters. Budgets first, so every request is timed, short-circuits included;
-        # then who is asking; then revalidation (a 304 needs no cache lookup and no
-        # database); then the response cache, whose hits skip the resource.
-        middleware=[
-            Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
-            BudgetMiddleware(budgets),
-            AuthMiddleware(keys.authenticate),
-            ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
-            ResponseCacheMiddleware(cache, targets.describe),
-        ],
-    )
+    # Order matters. Budgets first, so every request is timed, short-circuits included;
+    # then who is asking; then revalidation (a 304 needs no cache lookup and no database);
+    # then the response cache, whose hits skip the resource.
+    middleware: list[Any] = [
+        Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
+        BudgetMiddleware(budgets),
+        AuthMiddleware(keys.authenticate),
+        ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
+        ResponseCacheMiddleware(cache, targets.describe),
+    ]
+    app: falcon.asgi.App[Any, Any] = falcon.asgi.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     problems.register(app)

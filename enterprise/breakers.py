@@ -11,7 +11,7 @@ import pybreaker
 logger = logging.getLogger(__name__)
 
 
-class _LogTransitions(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _LogTransitions(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object) -> None:
         logger.warning(
             "circuit breaker %s: %s -> %s",

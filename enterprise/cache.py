@@ -241,7 +241,7 @@ class ResponseCache:
         if key.startswith("l:") or self.degraded and self._redis is None:
             return None
         raw = await self._redis_call(lambda r: r.get(self._entry + key))
-        if raw is None:
+        if not isinstance(raw, bytes):
             return None
         entry = Entry.load(raw)
         self._local.put(key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds))

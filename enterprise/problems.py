@@ -44,7 +44,9 @@ async def domain_error(req: Request, resp: Response, ex: DomainError, params: di
 
 async def http_error(req: Request, resp: Response, ex: falcon.HTTPError, params: dict[str, Any]) -> None:
     """Falcon's own errors (404 route, 405, 401 from middleware) in the same format."""
-    for name, value in (ex.headers or {}).items():
+    headers = ex.headers or {}
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    for name, value in pairs:
         resp.set_header(name, value)
     title = ex.title or falcon.code_to_http_status(ex.status_code).split(" ", 1)[1]
     slug = title.lower().replace(" ", "-")
@@ -57,7 +59,7 @@ async def unexpected(req: Request, resp: Response, ex: Exception, params: dict[s
     _send(req, resp, 500, "Internal Server Error", "an unexpected error occurred", "internal")
 
 
-def register(app: falcon.asgi.App) -> None:
+def register(app: falcon.asgi.App[Any, Any]) -> None:
     # Most specific last: Falcon picks the handler of the nearest base class.
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(falcon.HTTPError, http_error)

@@ -95,6 +95,20 @@ class ListQuery:
     normalised: str  # canonical query string: cache keys, list ETags, cursor binding
 
 
+def reject_unknown(params: Mapping[str, Any], allowed: frozenset[str] | set[str]) -> None:
+    """A 400 naming every query parameter the endpoint does not take (writes included),
+    or one given more than once (its meaning would be ambiguous)."""
+    repeated = sorted(name for name, value in params.items() if not isinstance(value, str))
+    if repeated:
+        raise InvalidInput(f"query parameter(s) {', '.join(repeated)} given more than once")
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
+        )
+
+
 def parse_fields(raw: str | None, spec: ResourceSpec) -> tuple[str, ...] | None:
     """`?fields=a,b,address.city` → a sorted, de-duplicated tuple; None means all fields."""
     if raw is None:
@@ -121,7 +135,7 @@ def projection(fields: tuple[str, ...] | None, spec: ResourceSpec, extra: SortSp
 
 
 def parse_list(
-    params: Mapping[str, str],
+    raw_params: Mapping[str, str | list[str]],
     spec: ResourceSpec,
     *,
     default_limit: int,
@@ -130,25 +144,25 @@ def parse_list(
     extra_params: frozenset[str] = frozenset(),
 ) -> ListQuery:
     """Validate list parameters against the spec; everything unknown is a 400."""
-    unknown = sorted(set(params) - RESERVED_PARAMS - set(spec.filters) - extra_params)
-    if unknown:
-        allowed = sorted(RESERVED_PARAMS | set(spec.filters) | extra_params)
-        raise InvalidInput(
-            f"unknown query parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
-        )
+    reject_unknown(raw_params, RESERVED_PARAMS | set(spec.filters) | extra_params)
+    params = {name: value for name, value in raw_params.items() if isinstance(value, str)}
     raw_limit = params.get("limit", str(default_limit))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
         raise InvalidInput(f"limit must be an integer from 1 to {max_limit}")
     sort_name = params.get("sort", spec.default_sort)
     if sort_name not in spec.sorts:
         raise InvalidInput(f"sort must be one of {', '.join(sorted(spec.sorts))}")
-    count = params.get("count", "none")
-    if count not in COUNT_STRATEGIES:
+    count = next((c for c in COUNT_STRATEGIES if c == params.get("count", "none")), None)
+    if count is None:
         raise InvalidInput("count must be one of none, estimated, exact")
     query_filter: dict[str, Any] = dict(fixed or {})
     for param, filter_spec in spec.filters.items():
         if param in params:
-            query_filter[filter_spec.field] = filter_spec.parse(param, params[param])
+            value = filter_spec.parse(param, params[param])
+            if query_filter.get(filter_spec.field, value) != value:
+                # The path already decides this field; a filter may not widen or move it.
+                raise InvalidInput(f"{param} contradicts the URL path")
+            query_filter[filter_spec.field] = value
     fields = parse_fields(params.get("fields"), spec)
     normalised = "&".join(
         f"{name}={params[name]}"
@@ -163,7 +177,7 @@ def parse_list(
         fields=fields,
         limit=int(raw_limit),
         cursor=params.get("cursor"),
-        count=count,  # type: ignore[arg-type]
+        count=count,
         normalised=normalised,
     )
 

@@ -20,6 +20,8 @@ Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 HexId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{24}$")]
 Role = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z_]+$")]
+# msgspec parses ISO strings itself (the dec_hook never sees them): require the offset here.
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class OrganizationStatus(str, Enum):
@@ -49,7 +51,7 @@ class Organization(Strict):
     name: Name
     status: OrganizationStatus = OrganizationStatus.ACTIVE
     subscriptionTier: SubscriptionTier = SubscriptionTier.FREE
-    subscriptionEndDate: datetime | None = None
+    subscriptionEndDate: AwareDatetime | None = None
 
 
 class Address(Strict):
@@ -76,7 +78,7 @@ class Assignment(Strict):
     roles: Annotated[list[Role], msgspec.Meta(max_length=10)] = []
     isActive: bool = True
     isPrimaryClinic: bool = False
-    endedAt: datetime | None = None
+    endedAt: AwareDatetime | None = None
 
 
 # Fields a write may not change after creation (PATCH/PUT naming them is a 422).

@@ -125,10 +125,10 @@ class Settings:
                 raise SettingsError(f"{name}: {ex}") from ex
         budgets = dict(DEFAULT_BUDGETS_MS)
         for route_class in budgets:
-            raw = env.get(f"BUDGET_{route_class.upper()}_MS")
-            if raw is not None:
+            budget = env.get(f"BUDGET_{route_class.upper()}_MS")
+            if budget is not None:
                 try:
-                    budgets[route_class] = float(raw)
+                    budgets[route_class] = float(budget)
                 except ValueError as ex:
                     raise SettingsError(f"BUDGET_{route_class.upper()}_MS: {ex}") from ex
         values["budgets_ms"] = budgets

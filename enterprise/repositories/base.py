@@ -16,6 +16,7 @@ from enterprise.cursor import SortSpec, keyset_filter, reverse
 from enterprise.errors import Conflict, DeadlineExceeded, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
 from enterprise.repositories.errors import translated
+from indexes import DECLARED
 
 Document = dict[str, Any]
 Changes = tuple[dict[str, Any], list[str]]  # ($set fields, fields to $unset)
@@ -25,6 +26,15 @@ def utcnow() -> datetime:
     # Millisecond precision: what BSON stores, so cursors and ETags round-trip exactly.
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def scoped(query: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+    """`query` narrowed to `scope` (the tenant). A scope on a field the query also names
+    (organizations are scoped by `_id`) must narrow it, never replace it: `{**q, **scope}`
+    would turn "organization B" into "the caller's own organization"."""
+    if not set(query) & set(scope):
+        return {**query, **scope}
+    return {"$and": [dict(query), dict(scope)]}
 
 
 class Repository:
@@ -53,7 +63,7 @@ class Repository:
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
     ) -> Document | None:
         with self._translated():
-            return await self._collection.find_one({"_id": document_id, **scope}, projection)
+            return await self._collection.find_one(scoped({"_id": document_id}, scope), projection)
 
     async def exists(self, query: Mapping[str, Any]) -> bool:
         with self._translated():
@@ -66,7 +76,7 @@ class Repository:
         if not ids:
             return {}
         with self._translated():
-            cursor = self._collection.find({"_id": {"$in": list(ids)}, **scope}, projection)
+            cursor = self._collection.find(scoped({"_id": {"$in": list(ids)}}, scope), projection)
             return {doc["_id"]: doc async for doc in cursor}
 
     async def page(
@@ -108,9 +118,35 @@ class Repository:
     async def insert(self, document: Document) -> Document:
         now = utcnow()
         stored = {"_id": ObjectId(), **document, "createdAt": now, "updatedAt": now, "version": 1}
-        with self._translated():
-            await self._collection.insert_one(stored)
+        try:
+            with self._translated():
+                await self._collection.insert_one(stored)
+        except Conflict as ex:
+            culprit = None if ex.field else await self._unique_culprit(stored)
+            if culprit is None:
+                raise
+            raise culprit from ex
         return stored
+
+    async def _unique_culprit(self, document: Document) -> Conflict | None:
+        """The unique rule `document` collides with, found by asking for the holder.
+
+        FerretDB reports a duplicate insert as E11000 without the index name or key pattern,
+        so the error alone cannot say which field to name (assignments have two rules).
+        """
+        for model in DECLARED.get(self.collection_name, []):
+            spec = model.document
+            field = self.unique_fields.get(spec["name"])
+            if field is None or not spec.get("unique"):
+                continue
+            keys = list(spec["key"])
+            if spec.get("sparse") and any(key not in document for key in keys):
+                continue
+            holder = {key: document.get(key) for key in keys}
+            if await self.exists({**holder, "_id": {"$ne": document["_id"]}}):
+                what = self.collection_name[:-1]
+                return Conflict(f"a {what} with this {field} already exists", field=field)
+        return None
 
     async def update(
         self,
@@ -141,7 +177,7 @@ class Repository:
                         update["$unset"] = dict.fromkeys(to_unset, "")
                     with self._translated():
                         updated = await self._collection.find_one_and_update(
-                            {"_id": document_id, "version": current["version"], **scope},
+                            scoped({"_id": document_id, "version": current["version"]}, scope),
                             update,
                             return_document=ReturnDocument.AFTER,
                         )
@@ -162,7 +198,7 @@ class Repository:
             check(current)
             with self._translated():
                 result = await self._collection.delete_one(
-                    {"_id": document_id, "version": current["version"], **scope}
+                    scoped({"_id": document_id, "version": current["version"]}, scope)
                 )
             if result.deleted_count != 1:
                 raise PreconditionFailed("the document changed while it was being deleted")

@@ -14,11 +14,19 @@ from falcon.asgi import Request, Response
 
 from enterprise.errors import PayloadTooLarge, UnsupportedMediaType
 from enterprise.etags import item_etag
-from enterprise.querying import ListQuery, ResourceSpec, object_id, parse_fields, parse_list
+from enterprise.querying import (
+    ListQuery,
+    ResourceSpec,
+    object_id,
+    parse_fields,
+    parse_list,
+    reject_unknown,
+)
 from enterprise.schemas import parse_json
 from enterprise.services.base import CrudService, Page
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
+ITEM_PARAMS = frozenset({"fields"})
 CachePolicy = tuple[list[str], float, bool]
 
 
@@ -42,7 +50,11 @@ class Limits:
 
 
 async def read_json(req: Request, limits: Limits) -> Any:
-    """The request body as JSON: 415 for other media, 413 past the size limit."""
+    """The request body as JSON: 415 for other media, 413 past the size limit.
+
+    Writes take no query parameters: an unknown one is refused before anything is stored.
+    """
+    reject_unknown(req.params, frozenset())
     media = (req.content_type or "").split(";")[0].strip().lower()
     if media not in JSON_TYPES:
         raise UnsupportedMediaType("send the body as application/json")
@@ -122,7 +134,7 @@ class Collection:
         if self._parent:
             fixed = {"organizationId": object_id(params[self._parent], self._parent)}
         query = list_query(req, self._service.spec, self._limits, fixed=fixed)
-        send_page(req, resp, await self._service.list(req.context.principal, query, req.path))
+        send_page(req, resp, await self._service.find(req.context.principal, query, req.path))
 
     on_head = on_get
 
@@ -156,6 +168,7 @@ class Item:
         return object_id(params[self._param], self._param)
 
     async def on_get(self, req: Request, resp: Response, **params: str) -> None:
+        reject_unknown(req.params, ITEM_PARAMS)
         fields = parse_fields(req.get_param("fields"), self._service.spec)
         document = await self._service.get(req.context.principal, self._id(params), fields)
         send_item(resp, document, fields)
@@ -177,6 +190,7 @@ class Item:
         send_item(resp, updated)
 
     async def on_delete(self, req: Request, resp: Response, **params: str) -> None:
+        reject_unknown(req.params, frozenset())
         await self._service.delete(req.context.principal, self._id(params), req.context.if_match)
         resp.status = falcon.HTTP_204
 

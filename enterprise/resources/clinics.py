@@ -25,7 +25,7 @@ class Search:
 
     async def on_get(self, req: Request, resp: Response) -> None:
         query = list_query(req, SEARCH_SPEC, self._limits)
-        send_page(req, resp, await self._service.list(req.context.principal, query, req.path))
+        send_page(req, resp, await self._service.find(req.context.principal, query, req.path))
 
 
 def routes(service: ClinicsService, limits: Limits, *, item_ttl: float, list_ttl: float) -> list[tuple[str, object]]:

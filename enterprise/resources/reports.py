@@ -6,7 +6,7 @@ from typing import Any
 
 from falcon.asgi import Request, Response
 
-from enterprise.querying import object_id
+from enterprise.querying import object_id, reject_unknown
 from enterprise.resources.base import CachePolicy, dumps
 from enterprise.services.reports import ReportsService
 
@@ -23,6 +23,7 @@ class OrganizationSummary:
         return [f"clinics:{organization}", f"assignments:{organization}"], self._ttl, True
 
     async def on_get(self, req: Request, resp: Response, organization_id: str) -> None:
+        reject_unknown(req.params, frozenset())
         summary = await self._service.organization_summary(
             req.context.principal, object_id(organization_id, "organization_id")
         )

@@ -87,22 +87,22 @@ class AssignmentsService(CrudService):
             "assignedAt": utcnow(),
         }
 
-    async def list(self, principal: Principal, query: ListQuery, route: str) -> Page:
+    async def find(self, principal: Principal, query: ListQuery, route: str) -> Page:
         if "isActive" not in query.filter:
             # Both values as $in: MongoDB merges two index ranges instead of sorting in memory.
             query.filter["isActive"] = {"$in": [False, True]}
-        return await super().list(principal, query, route)
+        return await super().find(principal, query, route)
 
     async def clinics_of_provider(
         self, principal: Principal, query: ListQuery, route: str, expand: bool
     ) -> Page:
         """A provider's assignments; `expand` adds each clinic with ONE `$in` lookup."""
-        page = await self.list(principal, query, route)
+        page = await self.find(principal, query, route)
         if expand and page.data:
             ids = list({doc["clinicId"] for doc in page.data if "clinicId" in doc})
             clinics = await self._clinics.by_ids(ids, self.scope(principal), CLINIC_FIELDS)
             for doc in page.data:
-                clinic = clinics.get(doc.get("clinicId"))
+                clinic = clinics.get(doc["clinicId"]) if "clinicId" in doc else None
                 doc["clinic"] = None if clinic is None else {"id": clinic.pop("_id"), **clinic}
         return page
 
@@ -114,7 +114,8 @@ class AssignmentsService(CrudService):
         if await self._clinics.get(clinic_id, self.scope(principal), {"_id": 1}) is None:
             raise NotFound(f"clinic {clinic_id} was not found")
         conditions = {"clinicId": clinic_id, "isActive": True, **self.scope(principal)}
-        return await self._providers.page(conditions, query, route)
+        page = await self._providers.page(conditions, query, route)
+        return await self.counted(page, conditions, query)
 
 
 class _ProvidersView(CrudService):

@@ -69,10 +69,18 @@ class CrudService:
 
     # -- reads --------------------------------------------------------------------------
 
-    async def list(self, principal: Principal, query: ListQuery, route: str) -> Page:
+    async def find(self, principal: Principal, query: ListQuery, route: str) -> Page:
         principal.require(Action.READ)
-        conditions = {**query.filter, **self.scope(principal)}
-        page = await self.page(conditions, query, route)
+        scope = self.scope(principal)
+        for name, tenant in scope.items():
+            # Another tenant named by the URL or a filter: as absent as its documents.
+            if name in query.filter and query.filter[name] != tenant:
+                raise NotFound(f"organization {query.filter[name]} was not found")
+        conditions = {**query.filter, **scope}
+        return await self.counted(await self.page(conditions, query, route), conditions, query)
+
+    async def counted(self, page: Page, conditions: dict[str, Any], query: ListQuery) -> Page:
+        """Add the `?count=` the client asked for (none, estimated or exact)."""
         if query.count != "none":
             value, exact = await self._repository.count(conditions, query.count == "exact")
             page.count = {"value": value, "strategy": query.count, "exact": exact}

@@ -42,7 +42,9 @@ async def test_search_past_its_deadline_gets_504(settings: Settings, mongo: Any,
     assert answer.json()["status"] == 504
     assert elapsed <= deadline + 0.1
     # The same query under the default deadline really needs longer than the short one.
-    patient = create_app(settings.with_overrides(cache_enabled=False), mongo=mongo, redis_client=redis_client)
+    patient = create_app(
+        settings.with_overrides(timeout_search=120.0, cache_enabled=False), mongo=mongo, redis_client=redis_client
+    )
     async with await make_client(patient) as client:
         started = time.perf_counter()
         answer = await client.get("/api/v1/clinics/search?q=zz&city=Nowhere&count=exact", headers=admin)

@@ -38,3 +38,8 @@ def test_prefix_search_escapes_regex() -> None:
 
 def test_name_key_is_case_and_space_insensitive() -> None:
     assert name_key("  Bright   SMILES ") == name_key("bright smiles")
+
+
+def test_repeated_parameter_is_a_400_not_a_crash() -> None:
+    with pytest.raises(InvalidInput, match="more than once"):
+        parse_list({"status": ["ACTIVE", "CLOSED"]}, SPEC, default_limit=20, max_limit=100)
