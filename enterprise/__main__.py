@@ -23,8 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--server", choices=("granian", "uvicorn"), default="granian",
-                       help="granian by measurement (README); uvicorn needs the bench extra")
+    serve.add_argument(
+        "--server",
+        choices=("granian", "uvicorn"),
+        default="granian",
+        help="granian by measurement (README); uvicorn needs the bench extra",
+    )
 
     seed = commands.add_parser("seed", help="load deterministic demo or scale data")
     seed.add_argument("--preset", choices=("small", "medium", "large"), default="small")
@@ -36,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = key_commands.add_parser("create", help="create a key; prints the raw key once")
     create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True,
-                        choices=("platform_admin", "org_admin", "org_reader", "sre"))
+    create.add_argument(
+        "--role", required=True, choices=("platform_admin", "org_admin", "org_reader", "sre")
+    )
     create.add_argument("--organization", help="organization id for org_admin/org_reader")
     key_commands.add_parser("list", help="list keys (never the raw key)")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
@@ -51,15 +56,28 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.server == "uvicorn":
         import uvicorn
 
-        uvicorn.run("enterprise.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                    loop="uvloop", http="httptools", lifespan="on", access_log=False)
+        uvicorn.run(
+            "enterprise.asgi:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+        )
         return
     from granian.constants import Interfaces
     from granian.server import Server
 
     Server(
-        "enterprise.asgi:app", address=args.host, port=args.port, interface=Interfaces.ASGI,
-        workers=args.workers, log_access=False, backpressure=512,
+        "enterprise.asgi:app",
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        log_access=False,
+        backpressure=512,
     ).serve()
 
 
@@ -70,24 +88,29 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from enterprise.repositories.api_keys import ApiKeysRepository
     from enterprise.services.api_keys import ApiKeysService
 
-    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True,
-                                                     serverSelectionTimeoutMS=3000)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=3000
+    )
     try:
-        repository = ApiKeysRepository(client[settings.mongodb_database],
-                                       guard=WriteGuard(enabled=False, redis=None, workers=1))
+        repository = ApiKeysRepository(
+            client[settings.mongodb_database],
+            guard=WriteGuard(enabled=False, redis=None, workers=1),
+        )
         service = ApiKeysService(repository)
         if args.keys_command == "create":
             raw, stored = await service.create(args.name, args.role, args.organization)
-            print(f"created key {stored['_id']} ({args.role}); it is shown once:", file=sys.stderr)
-            print(raw)  # noqa: T201 - the CLI's output
+            sys.stderr.write(f"created key {stored['_id']} ({args.role}); it is shown once:\n")
+            sys.stdout.write(raw + "\n")
         elif args.keys_command == "list":
             for key in await service.all():
                 state = "revoked" if key.get("revokedAt") else "active"
                 org = key.get("organizationId") or "-"
-                print(f"{key['_id']}  {key['role']:<15} {state:<8} org={org}  {key['name']}")  # noqa: T201
+                sys.stdout.write(
+                    f"{key['_id']}  {key['role']:<15} {state:<8} org={org}  {key['name']}\n"
+                )
         else:
             await service.revoke(args.key_id)
-            print(f"revoked {args.key_id}", file=sys.stderr)
+            sys.stderr.write(f"revoked {args.key_id}\n")
     finally:
         await client.close()
     return 0

@@ -23,7 +23,13 @@ from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard
 from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
-from enterprise.repositories.client import CommandTimings, open_client, operation_timeout, ping, read_capabilities
+from enterprise.repositories.client import (
+    CommandTimings,
+    open_client,
+    operation_timeout,
+    ping,
+    read_capabilities,
+)
 from enterprise.repositories.clinics import ClinicsRepository
 from enterprise.repositories.organizations import OrganizationsRepository
 from enterprise.resources import assignments, clinics, health, organizations, providers
@@ -62,7 +68,9 @@ class Lifecycle:
         self._state.guard.enabled = not caps.atomic_updates
         logger.info("server capabilities: %s", caps.as_dict())
         if self._state.guard.enabled:
-            logger.warning("server lacks atomic single-document updates: per-document write guard is on")
+            logger.warning(
+                "server lacks atomic single-document updates: per-document write guard is on"
+            )
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         if self._close_mongo:
@@ -74,8 +82,16 @@ class Lifecycle:
 class AppState:
     """What the SRE endpoints and tests may inspect: the live objects, not copies."""
 
-    def __init__(self, settings: Settings, mongo: AsyncMongoClient[Any], redis: Any, guard: WriteGuard,
-                 cache: ResponseCache, budgets: BudgetTracker, timings: CommandTimings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        mongo: AsyncMongoClient[Any],
+        redis: Any,
+        guard: WriteGuard,
+        cache: ResponseCache,
+        budgets: BudgetTracker,
+        timings: CommandTimings,
+    ) -> None:
         self.settings = settings
         self.mongo = mongo
         self.redis = redis
@@ -158,7 +174,9 @@ def create_app(
     organization_service = OrganizationsService(organization_repo, clinic_repo, **service_options)
     clinic_service = ClinicsService(clinic_repo, organization_repo, **service_options)
     assignment_service = AssignmentsService(assignment_repo, clinic_repo, **service_options)
-    reports = ReportsService(organization_repo, ClinicStatsRepository(db, **repo_options), assignment_repo)
+    reports = ReportsService(
+        organization_repo, ClinicStatsRepository(db, **repo_options), assignment_repo
+    )
     keys = ApiKeysService(ApiKeysRepository(db, **repo_options))
 
     budgets = BudgetTracker(settings.budgets_ms)
@@ -179,7 +197,9 @@ def create_app(
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     problems.register(app)
 
-    limits = Limits(settings.pagination_default_limit, settings.pagination_max_limit, settings.max_body_bytes)
+    limits = Limits(
+        settings.pagination_default_limit, settings.pagination_max_limit, settings.max_body_bytes
+    )
     route_table: list[tuple[str, object]] = [
         ("/health/live", health.Live()),
         (
@@ -187,15 +207,22 @@ def create_app(
             health.Ready(lambda: ping(mongo, 1.0), lambda: redis_client.ping(), state.describe),
         ),
         *organizations.routes(
-            organization_service, limits,
-            item_ttl=settings.cache_ttl_organization, list_ttl=settings.cache_ttl_list,
+            organization_service,
+            limits,
+            item_ttl=settings.cache_ttl_organization,
+            list_ttl=settings.cache_ttl_list,
         ),
         *clinics.routes(
-            clinic_service, limits, item_ttl=settings.cache_ttl_clinic, list_ttl=settings.cache_ttl_list
+            clinic_service,
+            limits,
+            item_ttl=settings.cache_ttl_clinic,
+            list_ttl=settings.cache_ttl_list,
         ),
         *assignments.routes(
-            assignment_service, limits,
-            item_ttl=settings.cache_ttl_assignment, list_ttl=settings.cache_ttl_list,
+            assignment_service,
+            limits,
+            item_ttl=settings.cache_ttl_assignment,
+            list_ttl=settings.cache_ttl_list,
         ),
         *providers.routes(assignment_service, limits, list_ttl=settings.cache_ttl_list),
         (
@@ -215,7 +242,9 @@ def create_app(
         brotli_quality=settings.brotli_quality,
         gzip_level=settings.gzip_level,
     )
-    wrapped = DeadlineMiddleware(wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout)
+    wrapped = DeadlineMiddleware(
+        wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout
+    )
     wrapped = RequestContextMiddleware(wrapped)
     wrapped.state = state  # type: ignore[attr-defined]
     return wrapped

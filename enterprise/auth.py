@@ -9,21 +9,21 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from bson import ObjectId
 
 from enterprise.errors import Forbidden
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     PLATFORM_ADMIN = "platform_admin"
     ORG_ADMIN = "org_admin"
     ORG_READER = "org_reader"
     SRE = "sre"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     READ = "read"  # tenant data
     WRITE = "write"  # tenant data
     ADMIN = "admin"  # create/delete organizations, see every tenant

@@ -12,7 +12,9 @@ logger = logging.getLogger(__name__)
 
 
 class _LogTransitions(pybreaker.CircuitBreakerListener):
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object) -> None:
+    def state_change(
+        self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object
+    ) -> None:
         logger.warning(
             "circuit breaker %s: %s -> %s",
             cb.name,

@@ -178,7 +178,9 @@ class ResponseCache:
             # cached before now by moving the global epoch.
             await self._redis.incr(self._epoch)
             self._needs_epoch_bump = False
-        logger.warning("cache: Redis is back after %.1f s", self._clock() - (self.stats.degraded_since or 0))
+        logger.warning(
+            "cache: Redis is back after %.1f s", self._clock() - (self.stats.degraded_since or 0)
+        )
         self.stats.degraded_since = None
 
     @property
@@ -244,7 +246,9 @@ class ResponseCache:
         if not isinstance(raw, bytes):
             return None
         entry = Entry.load(raw)
-        self._local.put(key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds))
+        self._local.put(
+            key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds)
+        )
         return entry
 
     async def put(self, key: str, entry: Entry) -> None:
@@ -262,7 +266,13 @@ class ResponseCache:
         return self._clock()
 
     def entry(
-        self, *, body: bytes, etag: str | None, content_type: str, headers: list[tuple[str, str]], ttl: float
+        self,
+        *,
+        body: bytes,
+        etag: str | None,
+        content_type: str,
+        headers: list[tuple[str, str]],
+        ttl: float,
     ) -> Entry:
         return Entry(body, etag, content_type, headers, self._clock(), ttl)
 
@@ -283,8 +293,11 @@ class ResponseCache:
             future.set_result(entry)
 
     def snapshot(self) -> dict[str, Any]:
-        return {**self.stats.as_dict(), "localEntries": len(self._local), "inflight": len(self._inflight)}
-
+        return {
+            **self.stats.as_dict(),
+            "localEntries": len(self._local),
+            "inflight": len(self._inflight),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +318,9 @@ class CacheTargets:
     def __init__(self, cache: ResponseCache) -> None:
         self._cache = cache
 
-    async def describe(self, req: Any, resource: object, params: dict[str, Any]) -> CacheTarget | None:
+    async def describe(
+        self, req: Any, resource: object, params: dict[str, Any]
+    ) -> CacheTarget | None:
         if hasattr(req.context, "cache_target"):
             target: CacheTarget | None = req.context.cache_target
             return target
@@ -318,9 +333,8 @@ class CacheTargets:
                 names, ttl, is_list = decided
                 generations = await self._cache.generations(names)
                 query = "&".join(f"{k}={v}" for k, v in sorted(req.params.items()))
-                material = (
-                    f"{generations}|{principal.role.value}|{principal.scope_label}|{req.path}?{query}"
-                )
+                who = f"{principal.role.value}|{principal.scope_label}"
+                material = f"{generations}|{who}|{req.path}?{query}"
                 digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
                 target = CacheTarget(
                     key=f"{generations[0]}:{digest}",

@@ -16,9 +16,27 @@ from typing import Any
 
 MONGODB_STAGES = frozenset(
     {
-        "$addFields", "$bucket", "$collStats", "$count", "$facet", "$group", "$limit",
-        "$lookup", "$match", "$merge", "$out", "$project", "$replaceRoot", "$sample",
-        "$set", "$skip", "$sort", "$sortByCount", "$unionWith", "$unset", "$unwind",
+        "$addFields",
+        "$bucket",
+        "$collStats",
+        "$count",
+        "$facet",
+        "$group",
+        "$limit",
+        "$lookup",
+        "$match",
+        "$merge",
+        "$out",
+        "$project",
+        "$replaceRoot",
+        "$sample",
+        "$set",
+        "$skip",
+        "$sort",
+        "$sortByCount",
+        "$unionWith",
+        "$unset",
+        "$unwind",
     }
 )
 

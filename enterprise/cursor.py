@@ -102,7 +102,9 @@ class CursorCodec:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as ex:
             raise InvalidInput("the cursor is malformed") from ex
         if bound != bound_to:
-            raise InvalidInput("the cursor belongs to another filter or sort; start from the first page")
+            raise InvalidInput(
+                "the cursor belongs to another filter or sort; start from the first page"
+            )
         if direction not in ("next", "prev"):
             raise InvalidInput("the cursor is malformed")
         return Cursor(values=values, direction=direction)

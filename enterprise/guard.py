@@ -119,7 +119,9 @@ class WriteGuard:
                         "the write lock service is unavailable; the write was not applied",
                         retry_after=2,
                     ) from ex
-                logger.warning("Redis write lock unavailable, single worker: in-process lock only: %s", ex)
+                logger.warning(
+                    "Redis write lock unavailable, single worker: in-process lock only: %s", ex
+                )
                 return None
             if time.monotonic() >= deadline:
                 self.refused += 1

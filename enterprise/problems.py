@@ -17,7 +17,9 @@ PROBLEM_BASE = "https://enterprise.example/problems/"
 MEDIA_PROBLEM = "application/problem+json"
 
 
-def _send(req: Request, resp: Response, status: int, title: str, detail: str, slug: str, **extra: Any) -> None:
+def _send(
+    req: Request, resp: Response, status: int, title: str, detail: str, slug: str, **extra: Any
+) -> None:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + slug,
         "title": title,
@@ -36,13 +38,17 @@ def _send(req: Request, resp: Response, status: int, title: str, detail: str, sl
     resp.complete = True
 
 
-async def domain_error(req: Request, resp: Response, ex: DomainError, params: dict[str, Any]) -> None:
+async def domain_error(
+    req: Request, resp: Response, ex: DomainError, params: dict[str, Any]
+) -> None:
     if isinstance(ex, Unavailable):
         resp.set_header("Retry-After", str(ex.retry_after))
     _send(req, resp, ex.status, ex.title, ex.detail, ex.slug, errors=ex.errors)
 
 
-async def http_error(req: Request, resp: Response, ex: falcon.HTTPError, params: dict[str, Any]) -> None:
+async def http_error(
+    req: Request, resp: Response, ex: falcon.HTTPError, params: dict[str, Any]
+) -> None:
     """Falcon's own errors (404 route, 405, 401 from middleware) in the same format."""
     headers = ex.headers or {}
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)

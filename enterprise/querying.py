@@ -126,7 +126,9 @@ def parse_fields(raw: str | None, spec: ResourceSpec) -> tuple[str, ...] | None:
     return tuple(kept)
 
 
-def projection(fields: tuple[str, ...] | None, spec: ResourceSpec, extra: SortSpec = ()) -> dict[str, int]:
+def projection(
+    fields: tuple[str, ...] | None, spec: ResourceSpec, extra: SortSpec = ()
+) -> dict[str, int]:
     """A server-side projection: only what the client asked for, plus sort keys for cursors."""
     wanted = spec.fields if fields is None else fields
     chosen = {name for name in wanted if "." not in name or name.split(".")[0] not in wanted}
@@ -165,8 +167,7 @@ def parse_list(
             query_filter[filter_spec.field] = value
     fields = parse_fields(params.get("fields"), spec)
     normalised = "&".join(
-        f"{name}={params[name]}"
-        for name in sorted(set(params) - {"cursor", "fields"})
+        f"{name}={params[name]}" for name in sorted(set(params) - {"cursor", "fields"})
     )
     if fields is not None:
         normalised += "&fields=" + ",".join(fields)
@@ -182,14 +183,18 @@ def parse_list(
     )
 
 
-def present(document: dict[str, Any], fields: tuple[str, ...] | None, sort: SortSpec = ()) -> dict[str, Any]:
+def present(
+    document: dict[str, Any], fields: tuple[str, ...] | None, sort: SortSpec = ()
+) -> dict[str, Any]:
     """Rename `_id` to `id` and drop sort keys that were fetched only for the cursor."""
     document = {"id": document.pop("_id"), **document}
     if fields is not None and sort:
         for name, _ in sort:
             top = name.split(".")[0]
-            if top not in ("_id", "id") and top not in fields and not any(
-                f.split(".")[0] == top for f in fields
+            if (
+                top not in ("_id", "id")
+                and top not in fields
+                and not any(f.split(".")[0] == top for f in fields)
             ):
                 document.pop(top, None)
     return document

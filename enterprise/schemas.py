@@ -7,7 +7,7 @@ Create structs double as the full-document schema that a merged PATCH must satis
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import msgspec
@@ -17,26 +17,28 @@ from enterprise.errors import InvalidInput, ValidationFailed
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ExternalId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
 HexId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{24}$")]
 Role = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z_]+$")]
 # msgspec parses ISO strings itself (the dec_hook never sees them): require the offset here.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class OrganizationStatus(str, Enum):
+class OrganizationStatus(StrEnum):
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"
     ARCHIVED = "ARCHIVED"
 
 
-class ClinicStatus(str, Enum):
+class ClinicStatus(StrEnum):
     ACTIVE = "ACTIVE"
     INACTIVE = "INACTIVE"
     CLOSED = "CLOSED"
 
 
-class SubscriptionTier(str, Enum):
+class SubscriptionTier(StrEnum):
     FREE = "FREE"
     BASIC = "BASIC"
     PRO = "PRO"
@@ -111,7 +113,9 @@ def validate(data: Any, schema: type[Strict]) -> dict[str, Any]:
         message = str(ex)
         path = message.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in message else None
         errors = [{"field": path or "body", "message": message}]
-        raise ValidationFailed(f"the body does not match the {schema.__name__} schema: {message}", errors=errors) from ex
+        raise ValidationFailed(
+            f"the body does not match the {schema.__name__} schema: {message}", errors=errors
+        ) from ex
     result: dict[str, Any] = msgspec.to_builtins(struct, builtin_types=(datetime,))
     return result
 

@@ -148,7 +148,9 @@ class Settings:
     def validate(self) -> None:
         """Reject combinations that cannot work, with the variable's name."""
         if not 1 <= self.pagination_default_limit <= self.pagination_max_limit:
-            raise SettingsError("PAGINATION_DEFAULT_LIMIT must be between 1 and PAGINATION_MAX_LIMIT")
+            raise SettingsError(
+                "PAGINATION_DEFAULT_LIMIT must be between 1 and PAGINATION_MAX_LIMIT"
+            )
         if self.db_pool_size > self.db_max_pool_size:
             raise SettingsError("DB_POOL_SIZE must not exceed DB_MAX_POOL_SIZE")
         if not 0 <= self.brotli_quality <= 11:

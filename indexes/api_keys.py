@@ -13,7 +13,10 @@ UNIQUE_FIELDS = {"api_keys_hash_unique": "keyHash"}
 
 SHAPES = [
     QueryShape(
-        "api_keys.by_hash", COLLECTION, "api_keys_hash_unique", equality=("keyHash",),
+        "api_keys.by_hash",
+        COLLECTION,
+        "api_keys_hash_unique",
+        equality=("keyHash",),
         endpoints=("every authenticated request (cached in process)",),
     )
 ]

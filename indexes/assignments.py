@@ -32,8 +32,14 @@ INDEXES = [
     # clinics/{id}/providers is answered from the index alone. organizationId sits last: the
     # tenant filter is then checked on index keys (still covered) without breaking the sort.
     IndexModel(
-        [("clinicId", ASC), ("isActive", ASC), ("providerId", ASC), ("_id", ASC),
-         ("isPrimaryClinic", ASC), ("organizationId", ASC)],
+        [
+            ("clinicId", ASC),
+            ("isActive", ASC),
+            ("providerId", ASC),
+            ("_id", ASC),
+            ("isPrimaryClinic", ASC),
+            ("organizationId", ASC),
+        ],
         name="assignments_clinic_providers_covering",
     ),
     IndexModel(
@@ -50,25 +56,38 @@ UNIQUE_FIELDS = {
 
 SHAPES = [
     QueryShape(
-        "assignments.by_provider", COLLECTION, "assignments_provider_active",
-        equality=("providerId", "isActive"), sort=(("assignedAt", -1), ("_id", -1)),
+        "assignments.by_provider",
+        COLLECTION,
+        "assignments_provider_active",
+        equality=("providerId", "isActive"),
+        sort=(("assignedAt", -1), ("_id", -1)),
         notes="isActive absent is sent as $in [true, false] so MongoDB merges two index ranges",
         endpoints=("GET /api/v1/assignments?providerId=", "GET /api/v1/providers/{id}/clinics"),
     ),
     QueryShape(
-        "assignments.by_clinic", COLLECTION, "assignments_clinic_active",
-        equality=("clinicId", "isActive"), sort=(("assignedAt", -1), ("_id", -1)),
+        "assignments.by_clinic",
+        COLLECTION,
+        "assignments_clinic_active",
+        equality=("clinicId", "isActive"),
+        sort=(("assignedAt", -1), ("_id", -1)),
         endpoints=("GET /api/v1/assignments?clinicId=",),
     ),
     QueryShape(
-        "assignments.clinic_providers.covered", COLLECTION, "assignments_clinic_providers_covering",
-        equality=("clinicId", "isActive"), sort=(("providerId", 1), ("_id", 1)),
-        projection=("_id", "providerId", "isPrimaryClinic"), covered=True,
+        "assignments.clinic_providers.covered",
+        COLLECTION,
+        "assignments_clinic_providers_covering",
+        equality=("clinicId", "isActive"),
+        sort=(("providerId", 1), ("_id", 1)),
+        projection=("_id", "providerId", "isPrimaryClinic"),
+        covered=True,
         endpoints=("GET /api/v1/clinics/{id}/providers",),
     ),
     QueryShape(
-        "assignments.by_organization", COLLECTION, "assignments_org_active",
-        equality=("organizationId", "isActive"), sort=(("assignedAt", -1), ("_id", -1)),
+        "assignments.by_organization",
+        COLLECTION,
+        "assignments_org_active",
+        equality=("organizationId", "isActive"),
+        sort=(("assignedAt", -1), ("_id", -1)),
         endpoints=("GET /api/v1/assignments (organization key)", "reports summary"),
     ),
 ]

@@ -20,7 +20,10 @@ UNIQUE_FIELDS: dict[str, str] = {}
 
 SHAPES = [
     QueryShape(
-        "audit_events.by_document", COLLECTION, "audit_events_document",
-        equality=("collection", "documentId"), sort=(("at", -1),),
+        "audit_events.by_document",
+        COLLECTION,
+        "audit_events_document",
+        equality=("collection", "documentId"),
+        sort=(("at", -1),),
     )
 ]

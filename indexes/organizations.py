@@ -25,22 +25,33 @@ UNIQUE_FIELDS = {"organizations_name_unique": "name"}
 
 SHAPES = [
     QueryShape(
-        "organizations.list.by_name", COLLECTION, "organizations_name_id",
-        sort=(("nameKey", 1), ("_id", 1)), endpoints=("GET /api/v1/organizations",),
+        "organizations.list.by_name",
+        COLLECTION,
+        "organizations_name_id",
+        sort=(("nameKey", 1), ("_id", 1)),
+        endpoints=("GET /api/v1/organizations",),
     ),
     QueryShape(
-        "organizations.list.by_status_name", COLLECTION, "organizations_status_name",
-        equality=("status",), sort=(("nameKey", 1), ("_id", 1)),
+        "organizations.list.by_status_name",
+        COLLECTION,
+        "organizations_status_name",
+        equality=("status",),
+        sort=(("nameKey", 1), ("_id", 1)),
         endpoints=("GET /api/v1/organizations?status=",),
     ),
     QueryShape(
-        "organizations.list.newest", COLLECTION, "organizations_created",
+        "organizations.list.newest",
+        COLLECTION,
+        "organizations_created",
         sort=(("createdAt", -1), ("_id", -1)),
         endpoints=("GET /api/v1/organizations?sort=-createdAt",),
     ),
     QueryShape(
-        "organizations.list.by_status_newest", COLLECTION, "organizations_status_created",
-        equality=("status",), sort=(("createdAt", -1), ("_id", -1)),
+        "organizations.list.by_status_newest",
+        COLLECTION,
+        "organizations_status_created",
+        equality=("status",),
+        sort=(("createdAt", -1), ("_id", -1)),
         endpoints=("GET /api/v1/organizations?status=&sort=-createdAt",),
     ),
 ]

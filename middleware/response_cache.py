@@ -51,7 +51,10 @@ class ResponseCacheMiddleware:
             return
         leader = self._cache.lead(target.key)
         if leader is not None:
-            if entry is not None and entry.age(self._cache.now()) <= entry.ttl + self._cache.stale_seconds:
+            if (
+                entry is not None
+                and entry.age(self._cache.now()) <= entry.ttl + self._cache.stale_seconds
+            ):
                 self._serve(req, resp, entry, "stale", started)
                 return
             try:

@@ -7,10 +7,12 @@ No mongomock, no fakeredis: every test talks to real servers over sockets.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,9 @@ def stack() -> None:
 
 @pytest.fixture(scope="session")
 async def mongo(stack: None) -> AsyncIterator[AsyncMongoClient[Any]]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URI, tz_aware=True, serverSelectionTimeoutMS=3000)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        MONGODB_URI, tz_aware=True, serverSelectionTimeoutMS=3000
+    )
     yield client
     await client.close()
 
@@ -89,8 +93,13 @@ async def database(mongo: AsyncMongoClient[Any]) -> AsyncIterator[str]:
 @pytest.fixture
 def settings(database: str) -> Settings:
     return Settings.from_env(
-        {"ENTERPRISE_DEV": "1", "MONGODB_URI": MONGODB_URI, "REDIS_URL": REDIS_URL,
-         "MONGODB_DATABASE": database, "LOG_JSON": "false"}
+        {
+            "ENTERPRISE_DEV": "1",
+            "MONGODB_URI": MONGODB_URI,
+            "REDIS_URL": REDIS_URL,
+            "MONGODB_DATABASE": database,
+            "LOG_JSON": "false",
+        }
     )
 
 
@@ -136,7 +145,9 @@ class InProcess:
 
     async def __aenter__(self) -> httpx.AsyncClient:
         await Lifespan(self._app).startup()
-        self._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url="http://127.0.0.1")
+        self._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self._app), base_url="http://127.0.0.1"
+        )
         return self._http
 
     async def __aexit__(self, *exc: object) -> None:
@@ -151,7 +162,9 @@ async def make_client(app: Any) -> InProcess:
 
 
 @pytest.fixture
-async def app(settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis) -> Any:
+async def app(
+    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis
+) -> Any:
     return create_app(settings, mongo=mongo, redis_client=redis_client)
 
 
@@ -161,7 +174,9 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def new_key(app: Any, role: str = "platform_admin", organization_id: str | None = None) -> dict[str, str]:
+async def new_key(
+    app: Any, role: str = "platform_admin", organization_id: str | None = None
+) -> dict[str, str]:
     from enterprise.repositories.api_keys import ApiKeysRepository
     from enterprise.services.api_keys import ApiKeysService
 
@@ -174,11 +189,6 @@ async def new_key(app: Any, role: str = "platform_admin", organization_id: str |
 @pytest.fixture
 async def admin(app: Any) -> dict[str, str]:
     return await new_key(app)
-
-
-@pytest.fixture
-def root() -> Iterator[Path]:
-    yield ROOT
 
 
 def free_port() -> int:
@@ -197,15 +207,12 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, "ENTERPRISE_DEV": "1", "LOG_LEVEL": "WARNING", **env}
         self._workers = workers
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Server:
-        import asyncio
-        import sys
-
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "enterprise", "serve", "--port", str(self.port),
-             "--workers", str(self._workers)],
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "enterprise", "serve", "--port", str(self.port),
+            "--workers", str(self._workers),
             env=self._env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         async with httpx.AsyncClient(base_url=self.base_url) as http:
@@ -220,15 +227,18 @@ class Server:
         raise RuntimeError("the server did not become ready in 10 s")
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._process is not None:
+        if self._process is not None and self._process.returncode is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
                 self._process.kill()
-                self._process.wait()
+                await self._process.wait()
 
 
 def server_env(settings: Settings) -> dict[str, str]:
-    return {"MONGODB_URI": settings.mongodb_uri, "REDIS_URL": settings.redis_url,
-            "MONGODB_DATABASE": settings.mongodb_database}
+    return {
+        "MONGODB_URI": settings.mongodb_uri,
+        "REDIS_URL": settings.redis_url,
+        "MONGODB_DATABASE": settings.mongodb_database,
+    }

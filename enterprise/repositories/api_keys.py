@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from indexes import UNIQUE_FIELDS
 
 from enterprise.repositories.base import Repository
+from indexes import UNIQUE_FIELDS
 
 
 class ApiKeysRepository(Repository):

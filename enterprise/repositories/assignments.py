@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 from bson import ObjectId
-from indexes import UNIQUE_FIELDS
 
 from enterprise.repositories.base import Repository
+from indexes import UNIQUE_FIELDS
 
 
 class AssignmentsRepository(Repository):
@@ -42,6 +42,9 @@ class ClinicStatsRepository(Repository):
 
     async def by_status(self, organization_id: ObjectId) -> dict[str, int]:
         rows = await self.aggregate(
-            [{"$match": {"organizationId": organization_id}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+            [
+                {"$match": {"organizationId": organization_id}},
+                {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+            ]
         )
         return {str(row["_id"]): row["n"] for row in rows}

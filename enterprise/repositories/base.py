@@ -96,7 +96,9 @@ class Repository:
             keyset = keyset_filter(order, after)
             conditions = {"$and": [conditions, keyset]} if conditions else keyset
         with self._translated():
-            cursor = self._collection.find(conditions, projection, sort=list(order), limit=limit + 1)
+            cursor = self._collection.find(
+                conditions, projection, sort=list(order), limit=limit + 1
+            )
             documents = await cursor.to_list(limit + 1)
         return documents
 

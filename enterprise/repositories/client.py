@@ -42,7 +42,13 @@ class CommandTimings(monitoring.CommandListener):
         target = self._targets.pop(event.request_id, "")
         record_timing("db", ms)
         if ms >= self._slow_ms:
-            entry = {"at": time.time(), "command": event.command_name, "collection": target, "ms": round(ms, 2), "ok": ok}
+            entry = {
+                "at": time.time(),
+                "command": event.command_name,
+                "collection": target,
+                "ms": round(ms, 2),
+                "ok": ok,
+            }
             self.slow.append(entry)
             logger.warning("slow MongoDB command %s on %s: %.1f ms", event.command_name, target, ms)
 
@@ -53,7 +59,9 @@ class CommandTimings(monitoring.CommandListener):
         self._finish(event, False)
 
 
-def open_client(settings: Settings, listeners: list[monitoring.CommandListener]) -> AsyncMongoClient[Document]:
+def open_client(
+    settings: Settings, listeners: list[monitoring.CommandListener]
+) -> AsyncMongoClient[Document]:
     """No I/O here: the client connects on first use."""
     return AsyncMongoClient(
         settings.mongodb_uri,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bson import ObjectId
-from indexes import UNIQUE_FIELDS
 
 from enterprise.repositories.base import Repository
+from indexes import UNIQUE_FIELDS
 
 
 class ClinicsRepository(Repository):

@@ -43,7 +43,9 @@ def translated(collection: str, unique_fields: Mapping[str, str]) -> Iterator[No
         key_pattern = details.get("keyPattern") or {}
         for index, field in unique_fields.items():
             if index == index_name or (key_pattern and field in key_pattern):
-                raise Conflict(f"a {collection[:-1]} with this {field} already exists", field=field) from ex
+                raise Conflict(
+                    f"a {collection[:-1]} with this {field} already exists", field=field
+                ) from ex
         raise _conflict(index_name, unique_fields, collection) from ex
     except (ExecutionTimeout, WTimeoutError) as ex:
         raise DeadlineExceeded("the database did not answer within the request deadline") from ex
@@ -52,13 +54,21 @@ def translated(collection: str, unique_fields: Mapping[str, str]) -> Iterator[No
         if match:
             raise _conflict(match.group(1), unique_fields, collection) from ex
         if ex.timeout:
-            raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+            raise DeadlineExceeded(
+                "the database did not answer within the request deadline"
+            ) from ex
         raise
-    except (ServerSelectionTimeoutError, ConnectionFailure) as ex:
-        if isinstance(ex, PyMongoError) and ex.timeout and not isinstance(ex, ServerSelectionTimeoutError):
-            raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+    except ServerSelectionTimeoutError as ex:
+        raise Unavailable("the database is unavailable", retry_after=2) from ex
+    except ConnectionFailure as ex:
+        if ex.timeout:  # NetworkTimeout: the request's deadline ran out mid-operation
+            raise DeadlineExceeded(
+                "the database did not answer within the request deadline"
+            ) from ex
         raise Unavailable("the database is unavailable", retry_after=2) from ex
     except PyMongoError as ex:
         if ex.timeout:
-            raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+            raise DeadlineExceeded(
+                "the database did not answer within the request deadline"
+            ) from ex
         raise

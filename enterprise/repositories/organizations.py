@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from indexes import UNIQUE_FIELDS
-
 from enterprise.repositories.base import Repository
+from indexes import UNIQUE_FIELDS
 
 
 class OrganizationsRepository(Repository):

@@ -75,7 +75,12 @@ def list_query(req: Request, spec: ResourceSpec, limits: Limits, **kwargs: Any) 
 def send_page(req: Request, resp: Response, page: Page) -> None:
     body = {
         "data": page.data,
-        "page": {"limit": page.limit, "next": page.next, "prev": page.prev, "hasMore": page.has_more},
+        "page": {
+            "limit": page.limit,
+            "next": page.next,
+            "prev": page.prev,
+            "hasMore": page.has_more,
+        },
         "count": page.count,
     }
     links = []
@@ -91,7 +96,9 @@ def send_page(req: Request, resp: Response, page: Page) -> None:
     resp.data = dumps(body)
 
 
-def send_item(resp: Response, document: dict[str, Any], fields: tuple[str, ...] | None = None) -> None:
+def send_item(
+    resp: Response, document: dict[str, Any], fields: tuple[str, ...] | None = None
+) -> None:
     version = document.pop("_version")
     resp.etag = item_etag(document["id"], version, fields)
     resp.data = dumps(document)
@@ -181,7 +188,9 @@ class Item:
     async def on_put(self, req: Request, resp: Response, **params: str) -> None:
         await self._write(req, resp, params, replace=True)
 
-    async def _write(self, req: Request, resp: Response, params: dict[str, str], *, replace: bool) -> None:
+    async def _write(
+        self, req: Request, resp: Response, params: dict[str, str], *, replace: bool
+    ) -> None:
         document_id = self._id(params)
         body = await read_json(req, self._limits)
         updated = await self._service.update(
@@ -193,4 +202,3 @@ class Item:
         reject_unknown(req.params, frozenset())
         await self._service.delete(req.context.principal, self._id(params), req.context.if_match)
         resp.status = falcon.HTTP_204
-

@@ -28,7 +28,9 @@ class Search:
         send_page(req, resp, await self._service.find(req.context.principal, query, req.path))
 
 
-def routes(service: ClinicsService, limits: Limits, *, item_ttl: float, list_ttl: float) -> list[tuple[str, object]]:
+def routes(
+    service: ClinicsService, limits: Limits, *, item_ttl: float, list_ttl: float
+) -> list[tuple[str, object]]:
     return [
         (
             "/api/v1/organizations/{organization_id}/clinics",

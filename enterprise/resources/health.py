@@ -61,4 +61,6 @@ class Ready:
         else:
             status = "ok"
         resp.set_header("Cache-Control", "no-store")
-        resp.data = dumps({"status": status, "checks": {"mongo": mongo, "redis": redis}, **self._describe()})
+        resp.data = dumps(
+            {"status": status, "checks": {"mongo": mongo, "redis": redis}, **self._describe()}
+        )

@@ -6,8 +6,13 @@ from enterprise.resources.base import Collection, Item, Limits
 from enterprise.services.organizations import OrganizationsService
 
 
-def routes(service: OrganizationsService, limits: Limits, *, item_ttl: float, list_ttl: float) -> list[tuple[str, object]]:
+def routes(
+    service: OrganizationsService, limits: Limits, *, item_ttl: float, list_ttl: float
+) -> list[tuple[str, object]]:
     return [
         ("/api/v1/organizations", Collection(service, limits, ttl=list_ttl)),
-        ("/api/v1/organizations/{organization_id}", Item(service, limits, ttl=item_ttl, param="organization_id")),
+        (
+            "/api/v1/organizations/{organization_id}",
+            Item(service, limits, ttl=item_ttl, param="organization_id"),
+        ),
     ]

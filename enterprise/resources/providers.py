@@ -7,9 +7,9 @@ from typing import Any
 from falcon.asgi import Request, Response
 
 from enterprise.errors import InvalidInput
+from enterprise.querying import object_id
 from enterprise.resources.base import CachePolicy, Limits, list_query, send_page
 from enterprise.services.assignments import PROVIDERS_SPEC, SPEC, AssignmentsService
-from enterprise.querying import object_id
 
 
 class ProviderClinics:
@@ -28,7 +28,11 @@ class ProviderClinics:
         if expand not in (None, "clinic"):
             raise InvalidInput("expand must be `clinic`")
         query = list_query(
-            req, SPEC, self._limits, fixed={"providerId": provider_id}, extra_params=frozenset({"expand"})
+            req,
+            SPEC,
+            self._limits,
+            fixed={"providerId": provider_id},
+            extra_params=frozenset({"expand"}),
         )
         page = await self._service.clinics_of_provider(
             req.context.principal, query, req.path, expand=expand == "clinic"
@@ -55,7 +59,9 @@ class ClinicProviders:
         send_page(req, resp, page)
 
 
-def routes(service: AssignmentsService, limits: Limits, *, list_ttl: float) -> list[tuple[str, object]]:
+def routes(
+    service: AssignmentsService, limits: Limits, *, list_ttl: float
+) -> list[tuple[str, object]]:
     return [
         ("/api/v1/providers/{provider_id}/clinics", ProviderClinics(service, limits, ttl=list_ttl)),
         ("/api/v1/clinics/{clinic_id}/providers", ClinicProviders(service, limits, ttl=list_ttl)),

@@ -16,13 +16,17 @@ from enterprise.repositories.api_keys import ApiKeysRepository
 class ApiKeysService:
     """Authentication results are cached in process for `cache_seconds` (revocation delay)."""
 
-    def __init__(self, repository: ApiKeysRepository, *, cache_seconds: float = 10.0, cache_size: int = 1024) -> None:
+    def __init__(
+        self, repository: ApiKeysRepository, *, cache_seconds: float = 10.0, cache_size: int = 1024
+    ) -> None:
         self._repository = repository
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
 
-    async def create(self, name: str, role: str, organization_id: str | None) -> tuple[str, dict[str, Any]]:
+    async def create(
+        self, name: str, role: str, organization_id: str | None
+    ) -> tuple[str, dict[str, Any]]:
         try:
             parsed_role = Role(role)
         except ValueError as ex:
@@ -32,8 +36,13 @@ class ApiKeysService:
             raise InvalidInput(f"a {parsed_role.value} key needs an organization")
         raw = new_key()
         stored = await self._repository.insert(
-            {"keyHash": key_hash(raw), "name": name, "role": parsed_role.value,
-             "organizationId": organization, "revokedAt": None}
+            {
+                "keyHash": key_hash(raw),
+                "name": name,
+                "role": parsed_role.value,
+                "organizationId": organization,
+                "revokedAt": None,
+            }
         )
         return raw, {k: v for k, v in stored.items() if k != "keyHash"}
 

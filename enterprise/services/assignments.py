@@ -20,8 +20,17 @@ SPEC = ResourceSpec(
     name="assignments",
     fields=frozenset(
         {
-            "providerId", "clinicId", "organizationId", "isActive", "isPrimaryClinic", "roles",
-            "assignedAt", "endedAt", "createdAt", "updatedAt", "version",
+            "providerId",
+            "clinicId",
+            "organizationId",
+            "isActive",
+            "isPrimaryClinic",
+            "roles",
+            "assignedAt",
+            "endedAt",
+            "createdAt",
+            "updatedAt",
+            "version",
         }
     ),
     sorts={"-assignedAt": NEWEST},
@@ -72,7 +81,9 @@ class AssignmentsService(CrudService):
     def derived_fields(self) -> tuple[str, ...]:
         return ("primaryProviderId",)
 
-    async def prepare(self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None) -> dict[str, Any]:
+    async def prepare(
+        self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None
+    ) -> dict[str, Any]:
         clinic_id = object_id(fields["clinicId"], "clinicId")
         clinic = await self._clinics.get(clinic_id, self.scope(principal), {"organizationId": 1})
         if clinic is None:

@@ -25,7 +25,9 @@ class Page:
     next: str | None
     prev: str | None
     has_more: bool
-    count: dict[str, Any] = field(default_factory=lambda: {"value": None, "strategy": "none", "exact": False})
+    count: dict[str, Any] = field(
+        default_factory=lambda: {"value": None, "strategy": "none", "exact": False}
+    )
 
 
 class CrudService:
@@ -46,7 +48,9 @@ class CrudService:
         """Computed, stored fields (normalised keys and the like)."""
         return {}
 
-    async def prepare(self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None) -> dict[str, Any]:
+    async def prepare(
+        self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None
+    ) -> dict[str, Any]:
         """Fill in what the body does not carry (tenant, denormalised fields)."""
         return fields
 
@@ -110,11 +114,15 @@ class CrudService:
             data=[present(doc, query.fields, query.sort) for doc in documents],
             limit=query.limit,
             next=self._codec.encode(Cursor(last, "next"), bound) if forward_more and last else None,
-            prev=self._codec.encode(Cursor(first, "prev"), bound) if backward_more and first else None,
+            prev=self._codec.encode(Cursor(first, "prev"), bound)
+            if backward_more and first
+            else None,
             has_more=forward_more,
         )
 
-    async def get(self, principal: Principal, document_id: ObjectId, fields: tuple[str, ...] | None) -> Document:
+    async def get(
+        self, principal: Principal, document_id: ObjectId, fields: tuple[str, ...] | None
+    ) -> Document:
         principal.require(Action.READ)
         extra = (("version", 1),)
         document = await self._repository.get(
@@ -129,7 +137,9 @@ class CrudService:
 
     # -- writes -------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, body: Any, parent: ObjectId | None = None) -> Document:
+    async def create(
+        self, principal: Principal, body: Any, parent: ObjectId | None = None
+    ) -> Document:
         principal.require(Action.WRITE)
         fields = validate(body, self.schema)
         fields = await self.prepare(principal, fields, parent)
@@ -157,10 +167,15 @@ class CrudService:
             for name in immutable & set(body):
                 if body[name] != _public(current.get(name)):
                     raise ValidationFailed(
-                        f"{name} cannot be changed", errors=[{"field": name, "message": "immutable"}]
+                        f"{name} cannot be changed",
+                        errors=[{"field": name, "message": "immutable"}],
                     )
             before = {k: _public(v) for k, v in current.items() if k in editable}
-            merged = {**{k: before[k] for k in immutable if k in before}, **body} if replace else merge_patch(before, body)
+            merged = (
+                {**{k: before[k] for k in immutable if k in before}, **body}
+                if replace
+                else merge_patch(before, body)
+            )
             fields = validate(merged, self.schema)
             fields = {k: v for k, v in fields.items() if k not in immutable}
             fields.update(self.derive(fields, current))
@@ -174,14 +189,18 @@ class CrudService:
         await self._cache.bump(self.generations(updated))
         return self.shown(updated)
 
-    async def delete(self, principal: Principal, document_id: ObjectId, if_match: list[str] | None) -> None:
+    async def delete(
+        self, principal: Principal, document_id: ObjectId, if_match: list[str] | None
+    ) -> None:
         principal.require(Action.WRITE)
         scope = self.scope(principal)
         current = await self._repository.get(document_id, scope, None)
         if current is None:
             raise self._not_found(document_id)
         await self.before_delete(principal, current)
-        removed = await self._repository.delete(document_id, scope, self._precondition(document_id, if_match))
+        removed = await self._repository.delete(
+            document_id, scope, self._precondition(document_id, if_match)
+        )
         await self._cache.bump(self.generations(removed))
 
     def derived_fields(self) -> tuple[str, ...]:
@@ -189,7 +208,9 @@ class CrudService:
 
     def shown(self, document: Document) -> Document:
         version = document["version"]
-        shown = present({k: v for k, v in document.items() if k in self.spec.fields or k == "_id"}, None)
+        shown = present(
+            {k: v for k, v in document.items() if k in self.spec.fields or k == "_id"}, None
+        )
         shown["_version"] = version
         return shown
 

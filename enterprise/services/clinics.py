@@ -22,9 +22,20 @@ SPEC = ResourceSpec(
     name="clinics",
     fields=frozenset(
         {
-            "organizationId", "name", "code", "status", "address", "address.line1", "address.city",
-            "address.state", "address.postalCode", "address.country", "managerUserId",
-            "createdAt", "updatedAt", "version",
+            "organizationId",
+            "name",
+            "code",
+            "status",
+            "address",
+            "address.line1",
+            "address.city",
+            "address.state",
+            "address.postalCode",
+            "address.country",
+            "managerUserId",
+            "createdAt",
+            "updatedAt",
+            "version",
         }
     ),
     sorts={"name": BY_NAME, "-createdAt": NEWEST},
@@ -64,7 +75,9 @@ class ClinicsService(CrudService):
     def derived_fields(self) -> tuple[str, ...]:
         return ("nameKey",)
 
-    async def prepare(self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None) -> dict[str, Any]:
+    async def prepare(
+        self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None
+    ) -> dict[str, Any]:
         if parent is None:
             raise ValidationFailed("clinics are created under organizations/{id}/clinics")
         scope = {} if principal.tenant is None else {"_id": principal.tenant}

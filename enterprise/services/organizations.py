@@ -21,13 +21,23 @@ NEWEST: SortSpec = (("createdAt", -1),)
 SPEC = ResourceSpec(
     name="organizations",
     fields=frozenset(
-        {"name", "status", "subscriptionTier", "subscriptionEndDate", "createdAt", "updatedAt", "version"}
+        {
+            "name",
+            "status",
+            "subscriptionTier",
+            "subscriptionEndDate",
+            "createdAt",
+            "updatedAt",
+            "version",
+        }
     ),
     sorts={"name": BY_NAME, "-createdAt": NEWEST},
     default_sort="name",
     filters={
         "status": FilterSpec("status", "enum", frozenset(s.value for s in OrganizationStatus)),
-        "subscriptionTier": FilterSpec("subscriptionTier", "enum", frozenset(t.value for t in SubscriptionTier)),
+        "subscriptionTier": FilterSpec(
+            "subscriptionTier", "enum", frozenset(t.value for t in SubscriptionTier)
+        ),
     },
     item_budget="organizations",
 )
@@ -48,7 +58,9 @@ class OrganizationsService(CrudService):
     def derived_fields(self) -> tuple[str, ...]:
         return ("nameKey",)
 
-    async def create(self, principal: Principal, body: Any, parent: ObjectId | None = None) -> Document:
+    async def create(
+        self, principal: Principal, body: Any, parent: ObjectId | None = None
+    ) -> Document:
         principal.require(Action.ADMIN)
         return await super().create(principal, body, parent)
 

@@ -24,7 +24,9 @@ class ReportsService:
         self._clinics = clinics
         self._assignments = assignments
 
-    async def organization_summary(self, principal: Principal, organization_id: ObjectId) -> dict[str, Any]:
+    async def organization_summary(
+        self, principal: Principal, organization_id: ObjectId
+    ) -> dict[str, Any]:
         principal.require(Action.READ)
         if principal.tenant is not None and principal.tenant != organization_id:
             raise NotFound(f"organization {organization_id} was not found")

@@ -12,7 +12,9 @@ from enterprise.capabilities import ServerCapabilities
 pytestmark = pytest.mark.contract
 
 
-async def test_concurrent_increments_all_apply(capabilities: ServerCapabilities, mongo: Any, database: str) -> None:
+async def test_concurrent_increments_all_apply(
+    capabilities: ServerCapabilities, mongo: Any, database: str
+) -> None:
     if not capabilities.atomic_updates:
         pytest.skip(
             f"{capabilities.server} does not apply concurrent updates of one document atomically "

@@ -15,8 +15,14 @@ from indexes.planner import explain_problems
 pytestmark = pytest.mark.contract
 
 SAMPLE: dict[str, Any] = {
-    "organizationId": ObjectId(), "clinicId": ObjectId(), "status": "ACTIVE", "isActive": True,
-    "providerId": "prov-1", "keyHash": "0" * 64, "collection": "clinics", "documentId": ObjectId(),
+    "organizationId": ObjectId(),
+    "clinicId": ObjectId(),
+    "status": "ACTIVE",
+    "isActive": True,
+    "providerId": "prov-1",
+    "keyHash": "0" * 64,
+    "collection": "clinics",
+    "documentId": ObjectId(),
 }
 
 
@@ -31,14 +37,22 @@ def _query(shape: QueryShape) -> dict[str, Any]:
 def mongodb_plans(capabilities: ServerCapabilities) -> None:
     if not capabilities.index_backed_reads:
         pytest.skip(
-            f"{capabilities.server} {capabilities.version} answers every filter but _id with a full "
-            "scan (explain: SCAN, filterPushdown=false), so index plans can only be checked on MongoDB"
+            f"{capabilities.server} {capabilities.version} answers every filter but _id with a "
+            "full scan (explain: SCAN, filterPushdown=false), so index plans can only be "
+            "checked on MongoDB"
         )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
-async def test_shape_is_served_by_its_index(mongodb_plans: None, mongo: Any, database: str, shape: QueryShape) -> None:
-    command: dict[str, Any] = {"find": shape.collection, "filter": _query(shape), "hint": shape.index, "limit": 21}
+async def test_shape_is_served_by_its_index(
+    mongodb_plans: None, mongo: Any, database: str, shape: QueryShape
+) -> None:
+    command: dict[str, Any] = {
+        "find": shape.collection,
+        "filter": _query(shape),
+        "hint": shape.index,
+        "limit": 21,
+    }
     if shape.sort:
         command["sort"] = dict(shape.sort)
     if shape.projection:

@@ -9,7 +9,6 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,12 @@ class FaultStack:
     redis_url: str
 
     def run(self, *args: str) -> None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), *args], env=self.env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "stack.sh"), *args],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def stop(self, server: str) -> None:
         self.run("stop", server)
@@ -41,8 +44,10 @@ class FaultStack:
 @pytest.fixture(scope="session")
 def fault_stack(stack: None) -> Iterator[FaultStack]:
     if not STACK_MANAGED:
-        pytest.skip("the faults tier stops and restarts servers it starts with scripts/stack.sh; "
-                    "these servers are external (STACK_MANAGED=0)")
+        pytest.skip(
+            "the faults tier stops and restarts servers it starts with scripts/stack.sh; "
+            "these servers are external (STACK_MANAGED=0)"
+        )
     main_bin = ROOT / ".stack" / "bin"
     state = ROOT / ".stack" / "faults"
     (state / "bin").mkdir(parents=True, exist_ok=True)
@@ -50,8 +55,15 @@ def fault_stack(stack: None) -> Iterator[FaultStack]:
         if (main_bin / name).exists():
             shutil.copy2(main_bin / name, state / "bin" / name)
     mongo_port, redis_port = free_port(), free_port()
-    env = {**os.environ, "STACK_DIR": str(state), "FERRETDB_PORT": str(mongo_port), "REDIS_PORT": str(redis_port)}
-    fault = FaultStack(env, f"mongodb://127.0.0.1:{mongo_port}/", f"redis://127.0.0.1:{redis_port}/0")
+    env = {
+        **os.environ,
+        "STACK_DIR": str(state),
+        "FERRETDB_PORT": str(mongo_port),
+        "REDIS_PORT": str(redis_port),
+    }
+    fault = FaultStack(
+        env, f"mongodb://127.0.0.1:{mongo_port}/", f"redis://127.0.0.1:{redis_port}/0"
+    )
     fault.run("up")
     try:
         yield fault
@@ -62,12 +74,20 @@ def fault_stack(stack: None) -> Iterator[FaultStack]:
 @pytest.fixture
 async def fault_settings(fault_stack: FaultStack) -> AsyncIterator[Settings]:
     name = f"faults_{uuid.uuid4().hex[:12]}"
-    client: AsyncMongoClient[Any] = AsyncMongoClient(fault_stack.mongodb_uri, serverSelectionTimeoutMS=5000)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        fault_stack.mongodb_uri, serverSelectionTimeoutMS=5000
+    )
     await sync_indexes(client[name], prune=False, echo=lambda line: None)
     yield Settings.from_env(
-        {"ENTERPRISE_DEV": "1", "MONGODB_URI": fault_stack.mongodb_uri, "REDIS_URL": fault_stack.redis_url,
-         "MONGODB_DATABASE": name, "LOG_JSON": "false", "CIRCUIT_BREAKER_RESET_TIMEOUT": "1",
-         "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3"}
+        {
+            "ENTERPRISE_DEV": "1",
+            "MONGODB_URI": fault_stack.mongodb_uri,
+            "REDIS_URL": fault_stack.redis_url,
+            "MONGODB_DATABASE": name,
+            "LOG_JSON": "false",
+            "CIRCUIT_BREAKER_RESET_TIMEOUT": "1",
+            "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3",
+        }
     )
     fault_stack.start("ferretdb")
     fault_stack.start("redis")
@@ -86,8 +106,6 @@ def restore(fault_stack: FaultStack) -> Iterator[FaultStack]:
 
 
 def redis_for(settings: Settings) -> Any:
-    return redis.asyncio.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
-
-
-def root() -> Path:
-    return ROOT
+    return redis.asyncio.from_url(
+        settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+    )

@@ -21,18 +21,23 @@ ADDRESS = {"line1": "1 Main St", "city": "Austin", "state": "TX", "postalCode": 
 
 
 async def _seed(client: httpx.AsyncClient, admin: dict[str, str]) -> tuple[str, list[str]]:
-    org = (await client.post("/api/v1/organizations", json={"name": "Outage Dental"}, headers=admin)).json()
+    org = (
+        await client.post("/api/v1/organizations", json={"name": "Outage Dental"}, headers=admin)
+    ).json()
     clinics = []
     for index in range(5):
         answer = await client.post(
             f"/api/v1/organizations/{org['id']}/clinics",
-            json={"name": f"Clinic {index}", "code": f"C{index}", "address": ADDRESS}, headers=admin,
+            json={"name": f"Clinic {index}", "code": f"C{index}", "address": ADDRESS},
+            headers=admin,
         )
         clinics.append(answer.json()["id"])
     return org["id"], clinics
 
 
-async def test_redis_stopped_mid_run_gives_zero_client_errors(fault_settings: Settings, restore: FaultStack) -> None:
+async def test_redis_stopped_mid_run_gives_zero_client_errors(
+    fault_settings: Settings, restore: FaultStack
+) -> None:
     app = create_app(fault_settings)
     async with await make_client(app) as client:
         admin = await new_key(app)
@@ -47,11 +52,19 @@ async def test_redis_stopped_mid_run_gives_zero_client_errors(fault_settings: Se
                 step += 1
                 if step % 10 == 0:
                     url = f"/api/v1/clinics/{clinics[worker]}"
-                    answer = await client.patch(url, json={"name": f"Clinic {worker} v{step}"}, headers=admin)
+                    answer = await client.patch(
+                        url, json={"name": f"Clinic {worker} v{step}"}, headers=admin
+                    )
                 else:
-                    url = f"/api/v1/clinics/{clinics[step % 5]}" if step % 2 else f"/api/v1/organizations/{org}/clinics"
+                    url = (
+                        f"/api/v1/clinics/{clinics[step % 5]}"
+                        if step % 2
+                        else f"/api/v1/organizations/{org}/clinics"
+                    )
                     answer = await client.get(url, headers=admin)
-                    cache_states.append((time.monotonic() - started, answer.headers.get("x-cache", "")))
+                    cache_states.append(
+                        (time.monotonic() - started, answer.headers.get("x-cache", ""))
+                    )
                 statuses[answer.status_code] += 1
                 await asyncio.sleep(0.005)
 
@@ -64,11 +77,15 @@ async def test_redis_stopped_mid_run_gives_zero_client_errors(fault_settings: Se
         await asyncio.gather(outage(), *(traffic(w) for w in range(5)))
     assert set(statuses) == {200}, statuses
     assert sum(statuses.values()) > 200
-    assert any(state == "hit" for at, state in cache_states if at > 6.0), "no Redis-era hits after restart"
+    assert any(state == "hit" for at, state in cache_states if at > 6.0), (
+        "no Redis-era hits after restart"
+    )
     assert app.state.cache.snapshot()["degraded"] is False
 
 
-async def test_freshness_across_workers_while_redis_is_down(fault_settings: Settings, restore: FaultStack) -> None:
+async def test_freshness_across_workers_while_redis_is_down(
+    fault_settings: Settings, restore: FaultStack
+) -> None:
     """What the README promises: a worker sees its own writes at once; another worker's
     writes within CACHE_LOCAL_TTL, because degraded entries live that long at most."""
     local_ttl = 0.5
@@ -84,13 +101,15 @@ async def test_freshness_across_workers_while_redis_is_down(fault_settings: Sett
         written_at = time.monotonic()
         assert (await b.patch(url, json={"name": "Renamed"}, headers=admin)).status_code == 200
         assert (await b.get(url, headers=admin)).json()["name"] == "Renamed"  # own write: at once
-        while (await a.get(url, headers=admin)).json()["name"] != "Renamed":
+        while (await a.get(url, headers=admin)).json()["name"] != "Renamed":  # noqa: ASYNC110 - polling the other worker's view
             await asyncio.sleep(0.02)
         assert time.monotonic() - written_at <= local_ttl + 0.25
         restore.start("redis")
 
 
-async def test_multi_worker_write_without_redis_is_refused_not_lost(fault_settings: Settings, restore: FaultStack, capabilities: Any) -> None:
+async def test_multi_worker_write_without_redis_is_refused_not_lost(
+    fault_settings: Settings, restore: FaultStack, capabilities: Any
+) -> None:
     if capabilities.atomic_updates:
         pytest.skip("the server applies single-document updates atomically: no write guard needed")
     app = create_app(fault_settings.with_overrides(workers=2))

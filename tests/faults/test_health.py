@@ -22,7 +22,9 @@ async def _ready(client: httpx.AsyncClient) -> tuple[httpx.Response, float]:
     return answer, time.perf_counter() - started
 
 
-async def _wait_for(client: httpx.AsyncClient, status: int, state: str, within: float = 15) -> httpx.Response:
+async def _wait_for(
+    client: httpx.AsyncClient, status: int, state: str, within: float = 15
+) -> httpx.Response:
     deadline = time.monotonic() + within
     while True:
         answer, _ = await _ready(client)
@@ -51,7 +53,9 @@ async def test_mongo_outage_and_recovery(fault_settings: Settings, restore: Faul
         await _wait_for(client, 200, "ok")
 
 
-async def test_redis_outage_is_degraded_not_down(fault_settings: Settings, restore: FaultStack) -> None:
+async def test_redis_outage_is_degraded_not_down(
+    fault_settings: Settings, restore: FaultStack
+) -> None:
     app = create_app(fault_settings)
     async with await make_client(app) as client:
         restore.stop("redis")

@@ -24,13 +24,17 @@ async def test_concurrent_patches_lose_nothing(two_workers: Server, app: Any) ->
     """Without If-Match every PATCH applies: versions are contiguous, the last body wins."""
     admin = await new_key(app)
     limits = httpx.Limits(max_connections=50)
-    async with httpx.AsyncClient(base_url=two_workers.base_url, headers=admin, limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=two_workers.base_url, headers=admin, limits=limits, timeout=30
+    ) as http:
         org = (await http.post("/api/v1/organizations", json={"name": "Race Dental"})).json()
         url = f"/api/v1/organizations/{org['id']}"
         tiers = ["FREE", "BASIC", "PRO", "ENTERPRISE"]
 
         async def patch(index: int) -> httpx.Response:
-            return await http.patch(url, json={"subscriptionTier": tiers[index % 4], "name": f"Race Dental {index}"})
+            return await http.patch(
+                url, json={"subscriptionTier": tiers[index % 4], "name": f"Race Dental {index}"}
+            )
 
         answers = await asyncio.gather(*(patch(i) for i in range(120)))
         acknowledged = [a.json() for a in answers if a.status_code == 200]
@@ -48,12 +52,20 @@ async def test_concurrent_patches_lose_nothing(two_workers: Server, app: Any) ->
 async def test_if_match_patches_from_200_clients(two_workers: Server, app: Any) -> None:
     """200 PATCHes carrying the same If-Match: exactly one wins, the rest get 412."""
     admin = await new_key(app)
-    async with httpx.AsyncClient(base_url=two_workers.base_url, headers=admin, limits=httpx.Limits(max_connections=64), timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=two_workers.base_url,
+        headers=admin,
+        limits=httpx.Limits(max_connections=64),
+        timeout=30,
+    ) as http:
         org = (await http.post("/api/v1/organizations", json={"name": "Match Dental"})).json()
         url = f"/api/v1/organizations/{org['id']}"
         tag = (await http.get(url)).headers["etag"]
         answers = await asyncio.gather(
-            *(http.patch(url, json={"name": f"Match Dental {i}"}, headers={"If-Match": tag}) for i in range(200))
+            *(
+                http.patch(url, json={"name": f"Match Dental {i}"}, headers={"If-Match": tag})
+                for i in range(200)
+            )
         )
         statuses = [a.status_code for a in answers]
         final = (await http.get(url)).json()
@@ -71,10 +83,23 @@ async def test_read_modify_write_clients_keep_every_change(two_workers: Server, 
         clinic = (
             await http.post(
                 f"/api/v1/organizations/{org['id']}/clinics",
-                json={"name": "Main", "code": "MAIN", "address": {"line1": "1 Main St", "city": "Austin", "state": "TX", "postalCode": "78701"}},
+                json={
+                    "name": "Main",
+                    "code": "MAIN",
+                    "address": {
+                        "line1": "1 Main St",
+                        "city": "Austin",
+                        "state": "TX",
+                        "postalCode": "78701",
+                    },
+                },
             )
         ).json()
-        assignment = (await http.post("/api/v1/assignments", json={"providerId": "prov-1", "clinicId": clinic["id"]})).json()
+        assignment = (
+            await http.post(
+                "/api/v1/assignments", json={"providerId": "prov-1", "clinicId": clinic["id"]}
+            )
+        ).json()
         url = f"/api/v1/assignments/{assignment['id']}"
         acknowledged = 0
 
@@ -83,7 +108,9 @@ async def test_read_modify_write_clients_keep_every_change(two_workers: Server, 
             for _ in range(100):
                 current = await http.get(url, headers={"Cache-Control": "no-cache"})
                 roles = current.json()["roles"] + [role]
-                answer = await http.patch(url, json={"roles": roles}, headers={"If-Match": current.headers["etag"]})
+                answer = await http.patch(
+                    url, json={"roles": roles}, headers={"If-Match": current.headers["etag"]}
+                )
                 if answer.status_code == 200:
                     acknowledged += 1
                     return

@@ -16,13 +16,17 @@ pytestmark = pytest.mark.integration
 IDENTITY = {"Accept-Encoding": "identity"}
 
 
-async def _org(client: httpx.AsyncClient, admin: dict[str, str], name: str = "Pearl Dental") -> httpx.Response:
+async def _org(
+    client: httpx.AsyncClient, admin: dict[str, str], name: str = "Pearl Dental"
+) -> httpx.Response:
     created = await client.post("/api/v1/organizations", json={"name": name}, headers=admin)
     assert created.status_code == 201, created.text
     return created
 
 
-async def test_item_etag_comes_from_id_and_version(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_item_etag_comes_from_id_and_version(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     org = (await _org(client, admin)).json()
     got = await client.get(f"/api/v1/organizations/{org['id']}", headers={**admin, **IDENTITY})
     assert got.headers["etag"] == f'"{org["id"]}-1"'
@@ -40,11 +44,15 @@ async def test_item_etag_comes_from_id_and_version(client: httpx.AsyncClient, ad
         ('"nope", W/"other"', 200),
     ],
 )
-async def test_if_none_match_on_item(client: httpx.AsyncClient, admin: dict[str, str], header: str, expected: int) -> None:
+async def test_if_none_match_on_item(
+    client: httpx.AsyncClient, admin: dict[str, str], header: str, expected: int
+) -> None:
     org = (await _org(client, admin)).json()
     url = f"/api/v1/organizations/{org['id']}"
     tag = (await client.get(url, headers={**admin, **IDENTITY})).headers["etag"]
-    answer = await client.get(url, headers={**admin, **IDENTITY, "If-None-Match": header.format(tag=tag)})
+    answer = await client.get(
+        url, headers={**admin, **IDENTITY, "If-None-Match": header.format(tag=tag)}
+    )
     assert answer.status_code == expected
     if expected == 304:
         assert answer.content == b""
@@ -69,7 +77,9 @@ async def test_list_revalidation_needs_no_mongodb(settings: Settings, redis_clie
 
         def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
 
-    mongo: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URI, tz_aware=True, event_listeners=[Listener()])
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(
+        MONGODB_URI, tz_aware=True, event_listeners=[Listener()]
+    )
     app = create_app(settings, mongo=mongo, redis_client=redis_client)
     try:
         async with await make_client(app) as client:
@@ -79,22 +89,30 @@ async def test_list_revalidation_needs_no_mongodb(settings: Settings, redis_clie
             tag = listed.headers["etag"]
             assert tag.startswith('W/"')
             commands.clear()
-            again = await client.get("/api/v1/organizations", headers={**admin, **IDENTITY, "If-None-Match": tag})
+            again = await client.get(
+                "/api/v1/organizations", headers={**admin, **IDENTITY, "If-None-Match": tag}
+            )
             assert again.status_code == 304
             assert commands == []  # answered from generations in Redis, no MongoDB call
             await _org(client, admin, "Another Group")  # a write moves the generation
-            fresh = await client.get("/api/v1/organizations", headers={**admin, **IDENTITY, "If-None-Match": tag})
+            fresh = await client.get(
+                "/api/v1/organizations", headers={**admin, **IDENTITY, "If-None-Match": tag}
+            )
             assert fresh.status_code == 200
             assert len(fresh.json()["data"]) == 2
     finally:
         await mongo.close()
 
 
-async def test_compressed_representation_has_its_own_validator(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_compressed_representation_has_its_own_validator(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     for index in range(30):
         await _org(client, admin, f"Compressible Dental Group Number {index:03d}")
     plain = await client.get("/api/v1/organizations?limit=30", headers={**admin, **IDENTITY})
-    brotli = await client.get("/api/v1/organizations?limit=30", headers={**admin, "Accept-Encoding": "br"})
+    brotli = await client.get(
+        "/api/v1/organizations?limit=30", headers={**admin, "Accept-Encoding": "br"}
+    )
     assert brotli.headers["content-encoding"] == "br"
     assert brotli.headers["etag"] != plain.headers["etag"]
     assert brotli.headers["etag"].endswith('-br"')
@@ -106,37 +124,57 @@ async def test_compressed_representation_has_its_own_validator(client: httpx.Asy
     assert again.headers["etag"] == brotli.headers["etag"]
 
 
-async def test_stale_if_match_gives_412_and_writes_nothing(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_stale_if_match_gives_412_and_writes_nothing(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     org = (await _org(client, admin)).json()
     url = f"/api/v1/organizations/{org['id']}"
-    first = await client.patch(url, json={"status": "SUSPENDED"}, headers={**admin, "If-Match": f'"{org["id"]}-1"'})
+    first = await client.patch(
+        url, json={"status": "SUSPENDED"}, headers={**admin, "If-Match": f'"{org["id"]}-1"'}
+    )
     assert first.status_code == 200, first.text
     assert first.headers["etag"] == f'"{org["id"]}-2"'
-    stale = await client.patch(url, json={"status": "ARCHIVED"}, headers={**admin, "If-Match": f'"{org["id"]}-1"'})
+    stale = await client.patch(
+        url, json={"status": "ARCHIVED"}, headers={**admin, "If-Match": f'"{org["id"]}-1"'}
+    )
     assert stale.status_code == 412
     assert stale.headers["content-type"] == "application/problem+json"
     current = (await client.get(url, headers=admin)).json()
     assert (current["status"], current["version"]) == ("SUSPENDED", 2)
 
 
-async def test_if_match_weak_tag_never_matches_strongly(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_if_match_weak_tag_never_matches_strongly(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     org = (await _org(client, admin)).json()
     url = f"/api/v1/organizations/{org['id']}"
-    answer = await client.patch(url, json={"status": "SUSPENDED"}, headers={**admin, "If-Match": f'W/"{org["id"]}-1"'})
+    answer = await client.patch(
+        url, json={"status": "SUSPENDED"}, headers={**admin, "If-Match": f'W/"{org["id"]}-1"'}
+    )
     assert answer.status_code == 412
 
 
-async def test_if_match_star_and_compressed_tag(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_if_match_star_and_compressed_tag(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     org = (await _org(client, admin)).json()
     url = f"/api/v1/organizations/{org['id']}"
-    assert (await client.patch(url, json={"status": "SUSPENDED"}, headers={**admin, "If-Match": "*"})).status_code == 200
+    assert (
+        await client.patch(url, json={"status": "SUSPENDED"}, headers={**admin, "If-Match": "*"})
+    ).status_code == 200
     # A tag taken from a compressed response names the same state of the resource.
     suffixed = f'"{org["id"]}-2-br"'
-    assert (await client.patch(url, json={"status": "ACTIVE"}, headers={**admin, "If-Match": suffixed})).status_code == 200
+    assert (
+        await client.patch(url, json={"status": "ACTIVE"}, headers={**admin, "If-Match": suffixed})
+    ).status_code == 200
 
 
-async def test_missing_if_match_gives_428_when_required(settings: Settings, mongo: Any, redis_client: Any) -> None:
-    app = create_app(settings.with_overrides(require_if_match=True), mongo=mongo, redis_client=redis_client)
+async def test_missing_if_match_gives_428_when_required(
+    settings: Settings, mongo: Any, redis_client: Any
+) -> None:
+    app = create_app(
+        settings.with_overrides(require_if_match=True), mongo=mongo, redis_client=redis_client
+    )
     async with await make_client(app) as client:
         admin = await new_key(app)
         org = (await _org(client, admin)).json()

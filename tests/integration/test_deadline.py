@@ -9,33 +9,49 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from enterprise.settings import Settings
 from enterprise.app import create_app
+from enterprise.settings import Settings
 from tests.conftest import make_client, new_key
 
 pytestmark = pytest.mark.integration
 
 
-async def test_search_past_its_deadline_gets_504(settings: Settings, mongo: Any, redis_client: Any) -> None:
+async def test_search_past_its_deadline_gets_504(
+    settings: Settings, mongo: Any, redis_client: Any
+) -> None:
     db = mongo[settings.mongodb_database]
     organization = ObjectId()
     now = datetime.now(UTC)
     await db.clinics.insert_many(
         [
-            {"organizationId": organization, "name": f"Clinic {i}", "nameKey": f"clinic {i}", "code": f"C{i}",
-             "status": "ACTIVE", "address": {"line1": "x", "city": "Austin", "state": "TX", "postalCode": "78701"},
-             "createdAt": now, "updatedAt": now, "version": 1}
+            {
+                "organizationId": organization,
+                "name": f"Clinic {i}",
+                "nameKey": f"clinic {i}",
+                "code": f"C{i}",
+                "status": "ACTIVE",
+                "address": {"line1": "x", "city": "Austin", "state": "TX", "postalCode": "78701"},
+                "createdAt": now,
+                "updatedAt": now,
+                "version": 1,
+            }
             for i in range(20_000)
         ],
         ordered=False,
     )
     deadline = 0.05
-    app = create_app(settings.with_overrides(timeout_search=deadline, cache_enabled=False), mongo=mongo, redis_client=redis_client)
+    app = create_app(
+        settings.with_overrides(timeout_search=deadline, cache_enabled=False),
+        mongo=mongo,
+        redis_client=redis_client,
+    )
     async with await make_client(app) as client:
         admin = await new_key(app)
         # Unindexed on FerretDB, slow anywhere: a city filter with a non-matching prefix scan.
         started = time.perf_counter()
-        answer = await client.get("/api/v1/clinics/search?q=zz&city=Nowhere&count=exact", headers=admin)
+        answer = await client.get(
+            "/api/v1/clinics/search?q=zz&city=Nowhere&count=exact", headers=admin
+        )
         elapsed = time.perf_counter() - started
     assert answer.status_code == 504, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
@@ -43,10 +59,14 @@ async def test_search_past_its_deadline_gets_504(settings: Settings, mongo: Any,
     assert elapsed <= deadline + 0.1
     # The same query under the default deadline really needs longer than the short one.
     patient = create_app(
-        settings.with_overrides(timeout_search=120.0, cache_enabled=False), mongo=mongo, redis_client=redis_client
+        settings.with_overrides(timeout_search=120.0, cache_enabled=False),
+        mongo=mongo,
+        redis_client=redis_client,
     )
     async with await make_client(patient) as client:
         started = time.perf_counter()
-        answer = await client.get("/api/v1/clinics/search?q=zz&city=Nowhere&count=exact", headers=admin)
+        answer = await client.get(
+            "/api/v1/clinics/search?q=zz&city=Nowhere&count=exact", headers=admin
+        )
     assert answer.status_code == 200, answer.text
     assert time.perf_counter() - started > deadline

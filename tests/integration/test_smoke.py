@@ -7,7 +7,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_organization_round_trip(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
-    created = await client.post("/api/v1/organizations", json={"name": "Bright Smiles"}, headers=admin)
+    created = await client.post(
+        "/api/v1/organizations", json={"name": "Bright Smiles"}, headers=admin
+    )
     assert created.status_code == 201, created.text
     org = created.json()
     got = await client.get(f"/api/v1/organizations/{org['id']}", headers=admin)

@@ -58,4 +58,6 @@ def test_keyset_filter_expands_or_branches() -> None:
     assert keyset_filter((("nameKey", 1), ("_id", 1)), ("m", oid)) == {
         "$or": [{"nameKey": {"$gt": "m"}}, {"nameKey": "m", "_id": {"$gt": oid}}]
     }
-    assert keyset_filter((("createdAt", -1), ("_id", -1)), (1, oid))["$or"][0] == {"createdAt": {"$lt": 1}}
+    assert keyset_filter((("createdAt", -1), ("_id", -1)), (1, oid))["$or"][0] == {
+        "createdAt": {"$lt": 1}
+    }

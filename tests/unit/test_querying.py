@@ -18,15 +18,27 @@ def test_fields_are_whitelisted_and_normalised() -> None:
 
 def test_projection_is_server_side_and_lean() -> None:
     assert projection(("name",), SPEC) == {"_id": 1, "name": 1}
-    assert projection(("name",), SPEC, extra=(("nameKey", 1), ("_id", 1))) == {"_id": 1, "name": 1, "nameKey": 1}
+    assert projection(("name",), SPEC, extra=(("nameKey", 1), ("_id", 1))) == {
+        "_id": 1,
+        "name": 1,
+        "nameKey": 1,
+    }
     assert "nameKey" not in projection(None, SPEC)
 
 
 def test_list_parameters() -> None:
     query = parse_list({"status": "ACTIVE", "limit": "5"}, SPEC, default_limit=20, max_limit=100)
     assert (query.filter, query.limit, query.sort[-1]) == ({"status": "ACTIVE"}, 5, ("_id", 1))
-    for bad in ({"limit": "101"}, {"limit": "0"}, {"limit": "x"}, {"sort": "code"}, {"count": "all"},
-                {"status": "OPEN"}, {"bogus": "1"}, {"organizationId": "123"}):
+    for bad in (
+        {"limit": "101"},
+        {"limit": "0"},
+        {"limit": "x"},
+        {"sort": "code"},
+        {"count": "all"},
+        {"status": "OPEN"},
+        {"bogus": "1"},
+        {"organizationId": "123"},
+    ):
         with pytest.raises(InvalidInput):
             parse_list(bad, SPEC, default_limit=20, max_limit=100)
 

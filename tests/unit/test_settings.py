@@ -18,9 +18,19 @@ def test_cursor_secret_is_required_outside_development() -> None:
 
 
 def test_values_are_typed_and_named_in_errors() -> None:
-    settings = Settings.from_env({"CURSOR_SECRET": "s", "CACHE_ENABLED": "false", "TIMEOUT_SEARCH": "2.5",
-                                  "BUDGET_SEARCH_MS": "250"})
-    assert (settings.cache_enabled, settings.timeout_search, settings.budgets_ms["search"]) == (False, 2.5, 250.0)
+    settings = Settings.from_env(
+        {
+            "CURSOR_SECRET": "s",
+            "CACHE_ENABLED": "false",
+            "TIMEOUT_SEARCH": "2.5",
+            "BUDGET_SEARCH_MS": "250",
+        }
+    )
+    assert (settings.cache_enabled, settings.timeout_search, settings.budgets_ms["search"]) == (
+        False,
+        2.5,
+        250.0,
+    )
     with pytest.raises(SettingsError, match="DB_POOL_SIZE"):
         Settings.from_env({"CURSOR_SECRET": "s", "DB_POOL_SIZE": "many"})
 
