@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from enterprise.settings import Settings
 
@@ -82,15 +81,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    from pymongo import AsyncMongoClient
-
     from enterprise.guard import WriteGuard
     from enterprise.repositories.api_keys import ApiKeysRepository
+    from enterprise.repositories.client import open_client
     from enterprise.services.api_keys import ApiKeysService
 
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=3000
-    )
+    client = open_client(settings, [])
     try:
         repository = ApiKeysRepository(
             client[settings.mongodb_database],

@@ -13,7 +13,6 @@ from typing import Any
 import falcon
 import falcon.asgi
 import redis.asyncio
-from pymongo import AsyncMongoClient
 
 from enterprise import problems
 from enterprise.breakers import make_breaker
@@ -25,6 +24,7 @@ from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
 from enterprise.repositories.client import (
     CommandTimings,
+    MongoClient,
     open_client,
     operation_timeout,
     ping,
@@ -85,7 +85,7 @@ class AppState:
     def __init__(
         self,
         settings: Settings,
-        mongo: AsyncMongoClient[Any],
+        mongo: MongoClient,
         redis: Any,
         guard: WriteGuard,
         cache: ResponseCache,
@@ -125,7 +125,7 @@ def deadline_for(settings: Settings) -> Callable[[str, str], float]:
 def create_app(
     settings: Settings,
     *,
-    mongo: AsyncMongoClient[Any] | None = None,
+    mongo: MongoClient | None = None,
     redis_client: Any | None = None,
 ) -> ASGIApp:
     """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks)."""

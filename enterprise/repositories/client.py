@@ -19,6 +19,7 @@ from middleware.request_context import record_timing
 
 logger = logging.getLogger(__name__)
 Document = dict[str, Any]
+MongoClient = AsyncMongoClient[Document]
 
 
 class CommandTimings(monitoring.CommandListener):
