@@ -28,6 +28,7 @@ import pybreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from enterprise.batching import BatchedReader
 from enterprise.etags import list_etag
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class ResponseCache:
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self._needs_epoch_bump = False
         self.stats = CacheStats()
+        self._reader = BatchedReader(self._mget)
 
     # -- Redis, behind the breaker -------------------------------------------------------
 
@@ -183,6 +185,9 @@ class ResponseCache:
         )
         self.stats.degraded_since = None
 
+    async def _mget(self, keys: list[str]) -> list[Any] | None:
+        return await self._redis_call(lambda r: r.mget(keys))
+
     @property
     def degraded(self) -> bool:
         return self._redis is None or self.stats.degraded_since is not None
@@ -192,7 +197,7 @@ class ResponseCache:
     async def generations(self, names: Sequence[str]) -> str:
         """The key material for `names`: Redis generations, or local ones when degraded."""
         keys = [self._epoch, *(self._gen + n for n in names)]
-        values = await self._redis_call(lambda r: r.mget(keys))
+        values = await self._reader.read(keys)
         if values is None:
             return "l:" + ".".join(str(self._local_generations.get(n, 0)) for n in names)
         if any(v is None for v in values):
@@ -297,6 +302,8 @@ class ResponseCache:
             **self.stats.as_dict(),
             "localEntries": len(self._local),
             "inflight": len(self._inflight),
+            "generationReads": self._reader.reads,
+            "generationRequests": self._reader.requests,
         }
 
 
@@ -329,7 +336,8 @@ class CacheTargets:
         principal = getattr(req.context, "principal", None)
         if policy is not None and principal is not None:
             decided = policy(req, params)
-            if decided is not None:
+            # Lists need generations for their ETag; items only for a cache key.
+            if decided is not None and (decided[2] or self._cache.enabled):
                 names, ttl, is_list = decided
                 generations = await self._cache.generations(names)
                 query = "&".join(f"{k}={v}" for k, v in sorted(req.params.items()))
