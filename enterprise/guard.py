@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from enterprise.errors import Unavailable
+from enterprise.errors import DeadlineExceeded, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +92,16 @@ class WriteGuard:
         key = f"lock:{self._namespace}:{collection}:{document_id}"
         async with self._local.hold(key):
             token = await self._acquire(key)
+            abandoned = False
             try:
                 yield
+            except (DeadlineExceeded, TimeoutError, asyncio.CancelledError):
+                # The server may still apply the write we stopped waiting for. Keep the
+                # Redis lease: the next writer waits for it to expire instead of racing it.
+                abandoned = True
+                raise
             finally:
-                if token is not None:
+                if token is not None and not abandoned:
                     await self._unlock(key, token)
 
     async def _acquire(self, key: str) -> str | None:

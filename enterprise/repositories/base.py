@@ -104,17 +104,19 @@ class Repository:
 
     async def count(self, query: Mapping[str, Any], exact: bool) -> tuple[int | None, bool]:
         """(value, exact). Unfiltered estimates read metadata; filtered ones stop at the cap."""
-        with self._translated():
-            if exact:
-                return await self._collection.count_documents(query), True
-            if not query:
+        if exact or not query:
+            with self._translated():
+                if exact:
+                    return await self._collection.count_documents(query), True
                 return await self._collection.estimated_document_count(), False
-            try:
-                value = await self._collection.count_documents(
-                    query, limit=self._count_cap, maxTimeMS=self._count_max_time_ms
-                )
-            except DeadlineExceeded:
-                return None, False
+        try:
+            # pymongo.timeout sends maxTimeMS and also stops waiting itself, so the bound
+            # holds even on a server that ignores maxTimeMS (FerretDB v1 does).
+            with self._translated(), pymongo.timeout(self._count_max_time_ms / 1000):
+                value = await self._collection.count_documents(query, limit=self._count_cap)
+        except DeadlineExceeded:
+            # The page is still worth having: report an unknown count, not a failed list.
+            return None, False
         return value, value < self._count_cap
 
     async def insert(self, document: Document) -> Document:

@@ -70,3 +70,35 @@ async def test_search_past_its_deadline_gets_504(
         )
     assert answer.status_code == 200, answer.text
     assert time.perf_counter() - started > deadline
+
+
+async def test_bounded_count_past_its_time_limit_reports_unknown(
+    settings: Settings, mongo: Any, redis_client: Any
+) -> None:
+    db = mongo[settings.mongodb_database]
+    organization = ObjectId()
+    now = datetime.now(UTC)
+    address = {"line1": "x", "city": "Austin", "state": "TX", "postalCode": "78701"}
+    await db.clinics.insert_many(
+        [
+            {"organizationId": organization, "name": f"Clinic {i}", "nameKey": f"clinic {i:05d}",
+             "code": f"C{i}", "status": "ACTIVE", "address": address,
+             "createdAt": now, "updatedAt": now, "version": 1}
+            for i in range(20_000)
+        ],
+        ordered=False,
+    )  # fmt: skip
+    app = create_app(
+        settings.with_overrides(count_max_time_ms=5, cache_enabled=False),
+        mongo=mongo,
+        redis_client=redis_client,
+    )
+    async with await make_client(app) as client:
+        admin = await new_key(app)
+        answer = await client.get(
+            f"/api/v1/clinics?organizationId={organization}&limit=5&count=estimated", headers=admin
+        )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["data"]) == 5
+    assert answer.json()["count"] == {"value": None, "strategy": "estimated", "exact": False}
+    assert "x-total-count" not in answer.headers
