@@ -4,14 +4,19 @@ O(1) generation invalidation, and the timing headers every response carries."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import falcon.asgi
 import httpx
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from enterprise.app import create_app
+from enterprise.breakers import make_breaker
+from enterprise.cache import CacheTarget, ResponseCache
 from enterprise.settings import Settings
+from middleware.response_cache import ResponseCacheMiddleware
 from tests.conftest import MONGODB_URI, make_client, new_key
 
 pytestmark = pytest.mark.integration
@@ -67,27 +72,45 @@ async def test_single_flight_one_database_read_for_many_concurrent_misses(
     assert sorted(a.headers["x-cache"] for a in answers).count("miss") == 1
 
 
-async def test_stale_entry_is_served_while_one_request_refreshes(
-    settings: Settings, mongo: Any, redis_client: Any
-) -> None:
-    app = create_app(
-        settings.with_overrides(cache_ttl_clinic=0, cache_stale_seconds=60),
-        mongo=mongo,
-        redis_client=redis_client,
+class SlowResource:
+    """Takes 100 ms per response, so concurrent requests overlap its refresh."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def on_get(self, req: Any, resp: Any) -> None:
+        self.calls += 1
+        await asyncio.sleep(0.1)
+        resp.data = f'{{"call": {self.calls}}}'.encode()
+
+
+async def test_stale_entry_is_served_while_one_request_refreshes(redis_client: Any) -> None:
+    cache = ResponseCache(
+        redis_client,
+        make_breaker("redis-test", failure_threshold=5, reset_timeout=5),
+        stale_seconds=60,
+        namespace=f"swr_{uuid.uuid4().hex[:8]}",
     )
-    async with await make_client(app) as client:
-        admin = await new_key(app)
-        clinic = await _clinic(client, admin)
-        first = await client.get(f"/api/v1/clinics/{clinic}", headers=admin)
-        assert first.headers["x-cache"] == "miss"
-        answers = await asyncio.gather(
-            *(client.get(f"/api/v1/clinics/{clinic}", headers=admin) for _ in range(10))
-        )
-    states = [a.headers["x-cache"] for a in answers]
-    assert states.count("miss") == 1  # the one refresher
-    assert "stale" in states
-    assert {a.json()["name"] for a in answers} == {"Main"}
-    assert app.state.cache.snapshot()["stale"] >= 1
+    target = CacheTarget(key=f"r:swr-{uuid.uuid4().hex}", ttl=0.5, list_etag=None)
+
+    async def describe(req: Any, resource: object, params: dict[str, Any]) -> CacheTarget:
+        return target
+
+    resource = SlowResource()
+    app = falcon.asgi.App(middleware=[ResponseCacheMiddleware(cache, describe)])
+    app.add_route("/slow", resource)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        first = await client.get("/slow")
+        assert (first.headers["x-cache"], first.json()) == ("miss", {"call": 1})
+        await asyncio.sleep(0.6)  # past the TTL, inside the stale window
+        answers = await asyncio.gather(*(client.get("/slow") for _ in range(10)))
+        states = sorted(a.headers["x-cache"] for a in answers)
+        assert states == ["miss"] + ["stale"] * 9  # one refresher, nine served at once
+        assert resource.calls == 2
+        assert {a.json()["call"] for a in answers if a.headers["x-cache"] == "stale"} == {1}
+        refreshed = await client.get("/slow")
+        assert (refreshed.headers["x-cache"], refreshed.json()) == ("hit", {"call": 2})
 
 
 async def test_write_invalidates_by_generation_without_scanning(
