@@ -18,15 +18,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve the API with granian (ASGI)")
+    serve = commands.add_parser("serve", help="serve the API (uvicorn with uvloop + httptools)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--server",
-        choices=("granian", "uvicorn"),
-        default="granian",
-        help="granian by measurement (README); uvicorn needs the bench extra",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="uvicorn by measurement (docs/benchmarks.md); granian needs the bench extra",
     )
 
     seed = commands.add_parser("seed", help="load deterministic demo or scale data")
@@ -52,32 +52,33 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     # Workers must know how many siblings write concurrently (the write guard needs it).
     os.environ["WORKERS"] = str(args.workers)
-    if args.server == "uvicorn":
-        import uvicorn
+    if args.server == "granian":
+        from granian.constants import Interfaces
+        from granian.server import Server
 
-        uvicorn.run(
+        Server(
             "enterprise.asgi:app",
-            host=args.host,
+            address=args.host,
             port=args.port,
+            interface=Interfaces.ASGI,
             workers=args.workers,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-        )
+            log_access=False,
+            backpressure=512,
+        ).serve()
         return
-    from granian.constants import Interfaces
-    from granian.server import Server
+    import uvicorn
 
-    Server(
+    uvicorn.run(
         "enterprise.asgi:app",
-        address=args.host,
+        host=args.host,
         port=args.port,
-        interface=Interfaces.ASGI,
         workers=args.workers,
-        log_access=False,
-        backpressure=512,
-    ).serve()
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+    )
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
