@@ -9,7 +9,7 @@
 #   1. Unless $BENCH_DB already holds data (or BENCH_RESEED=1): drop it, `python -m indexes
 #      sync`, `python -m enterprise seed --preset medium` (docs/s goes to seed.txt).
 #   2. `python -m enterprise keys create --name bench --role platform_admin`.
-#   3. Serve with CACHE_ENABLED=false, 1 worker ($SERVER, granian by default).
+#   3. Serve with CACHE_ENABLED=false, 1 worker ($SERVER, uvicorn by default).
 #   4. ROUNDS rounds of: API item, driver item, API list, driver list (wrk -t1, rotating ids).
 #      Items at -c $ITEM_CONNECTIONS (16) for $DURATION (10 s); lists at -c $LIST_CONNECTIONS (4)
 #      for $LIST_DURATION (30 s): one list costs FerretDB ~1 s whatever the concurrency, so at
@@ -29,7 +29,7 @@ DURATION="${DURATION:-10}"
 ITEM_CONNECTIONS="${ITEM_CONNECTIONS:-16}"
 LIST_CONNECTIONS="${LIST_CONNECTIONS:-4}"
 LIST_DURATION="${LIST_DURATION:-30}"
-SERVER="${SERVER:-granian}"
+SERVER="${SERVER:-uvicorn}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/domain_vs_driver.jsonl"
 : >"$OUT"

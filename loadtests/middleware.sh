@@ -16,7 +16,7 @@ require wrk curl setsid
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-6}"
 CONNECTIONS="${CONNECTIONS:-16}"
-SERVER="${SERVER:-granian}"
+SERVER="${SERVER:-uvicorn}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/middleware.jsonl"
 : >"$OUT"

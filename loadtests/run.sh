@@ -7,7 +7,7 @@
 #   (d) loadtests/middleware.sh         cache hits and 304s vs /health/live; br vs gzip
 #
 # Env: BENCH_DB (bench_enterprise), BENCH_KEEP_DB=1 keeps it for the next run (saves the
-# ~30 s seed), ROUNDS (3), SERVER (granian), RESULTS (loadtests/results/tmp), STEPS ("a b c d"),
+# ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS ("a b c d"),
 # BENCH_PRIVATE_STACK=1: run against a FerretDB + Redis of its own (free ports, started and
 # stopped here) instead of the shared ones, when other people's load queues ahead of ours.
 # Every server started is stopped by PID (process group) on exit, also on failure/timeout.
