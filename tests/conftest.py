@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,7 @@ async def database(mongo: AsyncMongoClient[Any]) -> AsyncIterator[str]:
     await mongo.drop_database(name)
 
 
-@pytest.fixture
-def settings(database: str) -> Settings:
+def settings_for(database: str) -> Settings:
     return Settings.from_env(
         {
             "ENTERPRISE_DEV": "1",
@@ -101,6 +101,30 @@ def settings(database: str) -> Settings:
             "LOG_JSON": "false",
         }
     )
+
+
+@pytest.fixture
+def settings(database: str) -> Settings:
+    return settings_for(database)
+
+
+@asynccontextmanager
+async def isolated_app(
+    mongo: AsyncMongoClient[Any],
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient, str]]:
+    """An app on a fresh database of its own, for module-scoped fixtures that share data."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    await sync_indexes(mongo[name], prune=False, echo=lambda line: None)
+    redis_client = redis.asyncio.from_url(
+        REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
+    )
+    app = create_app(settings_for(name), mongo=mongo, redis_client=redis_client)
+    try:
+        async with await make_client(app) as http:
+            yield app, http, name
+    finally:
+        await redis_client.aclose()
+        await mongo.drop_database(name)
 
 
 class Lifespan:

@@ -13,7 +13,7 @@ from enterprise.cache import ResponseCache
 from enterprise.cursor import Cursor, CursorCodec, binding, boundary
 from enterprise.errors import NotFound, PreconditionFailed, ValidationFailed
 from enterprise.etags import item_versions
-from enterprise.querying import ListQuery, ResourceSpec, present, projection
+from enterprise.querying import ListQuery, ResourceSpec, name_key, present, projection
 from enterprise.repositories.base import Changes, Document, Repository
 from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
 
@@ -225,6 +225,17 @@ class CrudService:
                 )
 
         return check
+
+
+class NamedService(CrudService):
+    """Documents whose `name` is unique case-insensitively and searchable by prefix: both
+    go through the stored, indexed `nameKey`."""
+
+    def derive(self, fields: dict[str, Any], current: Document | None) -> dict[str, Any]:
+        return {"nameKey": name_key(fields["name"])}
+
+    def derived_fields(self) -> tuple[str, ...]:
+        return ("nameKey",)
 
 
 def _public(value: Any) -> Any:

@@ -9,10 +9,10 @@ from bson import ObjectId
 from enterprise.auth import Principal
 from enterprise.cursor import SortSpec
 from enterprise.errors import NotFound, ValidationFailed
-from enterprise.querying import FilterSpec, ResourceSpec, name_key
-from enterprise.repositories.base import Document, Repository
+from enterprise.querying import FilterSpec, ResourceSpec
+from enterprise.repositories.base import Repository
 from enterprise.schemas import Clinic, ClinicStatus
-from enterprise.services.base import CrudService
+from enterprise.services.base import NamedService
 
 BY_NAME: SortSpec = (("nameKey", 1),)
 NEWEST: SortSpec = (("createdAt", -1),)
@@ -61,19 +61,13 @@ SEARCH_SPEC = ResourceSpec(
 )
 
 
-class ClinicsService(CrudService):
+class ClinicsService(NamedService):
     spec = SPEC
     schema = Clinic
 
     def __init__(self, repository: Repository, organizations: Repository, **kwargs: Any) -> None:
         super().__init__(repository, **kwargs)
         self._organizations = organizations
-
-    def derive(self, fields: dict[str, Any], current: Document | None) -> dict[str, Any]:
-        return {"nameKey": name_key(fields["name"])}
-
-    def derived_fields(self) -> tuple[str, ...]:
-        return ("nameKey",)
 
     async def prepare(
         self, principal: Principal, fields: dict[str, Any], parent: ObjectId | None

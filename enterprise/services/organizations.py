@@ -9,11 +9,11 @@ from bson import ObjectId
 from enterprise.auth import Action, Principal
 from enterprise.cursor import SortSpec
 from enterprise.errors import Conflict
-from enterprise.querying import FilterSpec, ResourceSpec, name_key
+from enterprise.querying import FilterSpec, ResourceSpec
 from enterprise.repositories.base import Document
 from enterprise.repositories.clinics import ClinicsRepository
 from enterprise.schemas import Organization, OrganizationStatus, SubscriptionTier
-from enterprise.services.base import CrudService
+from enterprise.services.base import NamedService
 
 BY_NAME: SortSpec = (("nameKey", 1),)
 NEWEST: SortSpec = (("createdAt", -1),)
@@ -43,7 +43,7 @@ SPEC = ResourceSpec(
 )
 
 
-class OrganizationsService(CrudService):
+class OrganizationsService(NamedService):
     spec = SPEC
     schema = Organization
     tenant_field = "_id"
@@ -51,12 +51,6 @@ class OrganizationsService(CrudService):
     def __init__(self, repository: Any, clinics: ClinicsRepository, **kwargs: Any) -> None:
         super().__init__(repository, **kwargs)
         self._clinics = clinics
-
-    def derive(self, fields: dict[str, Any], current: Document | None) -> dict[str, Any]:
-        return {"nameKey": name_key(fields["name"])}
-
-    def derived_fields(self) -> tuple[str, ...]:
-        return ("nameKey",)
 
     async def create(
         self, principal: Principal, body: Any, parent: ObjectId | None = None

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from enterprise.app import create_app
-from enterprise.settings import Settings
-from tests.conftest import MONGODB_URI, make_client, new_key
+from tests.conftest import new_key
 from tests.integration.factories import (
     API,
     CommandRecorder,
@@ -314,23 +310,6 @@ async def test_clinic_providers_lists_active_ones(
     assert all(set(p) == {"id", "providerId", "isPrimaryClinic"} for p in data)
     assert_problem(await client.get(f"{API}/clinics/{ObjectId()}/providers", headers=admin), 404)
     assert_problem(await client.get(f"{API}/clinics/bad/providers", headers=admin), 400)
-
-
-@pytest.fixture
-async def monitored(
-    settings: Settings, redis_client: redis.asyncio.Redis
-) -> AsyncIterator[tuple[httpx.AsyncClient, CommandRecorder, Any]]:
-    """The app on its own client with command monitoring and no response cache."""
-    recorder = CommandRecorder()
-    mongo: AsyncMongoClient[Any] = AsyncMongoClient(
-        MONGODB_URI, tz_aware=True, event_listeners=[recorder]
-    )
-    app = create_app(
-        settings.with_overrides(cache_enabled=False), mongo=mongo, redis_client=redis_client
-    )
-    async with await make_client(app) as http:
-        yield http, recorder, app
-    await mongo.close()
 
 
 @pytest.mark.parametrize("assignments", [3, 30])

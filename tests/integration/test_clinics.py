@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
 from pymongo import AsyncMongoClient
 
-from enterprise.app import create_app
-from enterprise.settings import Settings
-from tests.conftest import MONGODB_URI, make_client, new_key
+from tests.conftest import new_key
 from tests.integration.factories import (
     API,
     CommandRecorder,
@@ -271,27 +267,10 @@ async def test_oversized_and_malformed_bodies(
 # -- ?fields= ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def recorded(
-    settings: Settings, redis_client: redis.asyncio.Redis
-) -> AsyncIterator[tuple[httpx.AsyncClient, CommandRecorder, Any]]:
-    """An app on its own monitored client, so the commands it sends can be inspected."""
-    recorder = CommandRecorder()
-    monitored: AsyncMongoClient[Any] = AsyncMongoClient(
-        MONGODB_URI, tz_aware=True, event_listeners=[recorder]
-    )
-    app = create_app(
-        settings.with_overrides(cache_enabled=False), mongo=monitored, redis_client=redis_client
-    )
-    async with await make_client(app) as http:
-        yield http, recorder, app
-    await monitored.close()
-
-
 async def test_fields_projects_items_and_lists_at_the_server(
-    recorded: tuple[httpx.AsyncClient, CommandRecorder, Any],
+    monitored: tuple[httpx.AsyncClient, CommandRecorder, Any],
 ) -> None:
-    http, recorder, app = recorded
+    http, recorder, app = monitored
     admin = await new_key(app)
     org = await create_organization(http, admin)
     clinic = await create_clinic(

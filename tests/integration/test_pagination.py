@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,14 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from enterprise.app import create_app
-from enterprise.settings import Settings
-from indexes.sync import sync as sync_indexes
-from tests.conftest import MONGODB_URI, REDIS_URL, make_client, new_key
+from tests.conftest import isolated_app, new_key
 from tests.integration.factories import (
     API,
     address,
@@ -88,30 +83,11 @@ class BigList:
 @pytest.fixture(scope="module")
 async def big(mongo: AsyncMongoClient[Any]) -> AsyncIterator[BigList]:
     """2,500 clinics in one organization, inserted once for the read-only walks below."""
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    await sync_indexes(mongo[database], prune=False, echo=lambda line: None)
-    settings = Settings.from_env(
-        {
-            "ENTERPRISE_DEV": "1",
-            "MONGODB_URI": MONGODB_URI,
-            "REDIS_URL": REDIS_URL,
-            "MONGODB_DATABASE": database,
-            "LOG_JSON": "false",
-        }
-    )
-    redis_client = redis.asyncio.from_url(
-        REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
-    )
-    app = create_app(settings, mongo=mongo, redis_client=redis_client)
-    try:
-        async with await make_client(app) as http:
-            admin = await new_key(app)
-            org = await create_organization(http, admin, "Big Group")
-            documents = await bulk_clinics(mongo, database, org["id"], CLINICS)
-            yield BigList(http, admin, org["id"], documents)
-    finally:
-        await redis_client.aclose()
-        await mongo.drop_database(database)
+    async with isolated_app(mongo) as (app, http, database):
+        admin = await new_key(app)
+        org = await create_organization(http, admin, "Big Group")
+        documents = await bulk_clinics(mongo, database, org["id"], CLINICS)
+        yield BigList(http, admin, org["id"], documents)
 
 
 @pytest.mark.parametrize(("sort", "order"), [("name", by_name), ("-createdAt", newest_first)])

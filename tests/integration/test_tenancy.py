@@ -13,14 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from enterprise.app import create_app
-from enterprise.settings import Settings
-from indexes.sync import sync as sync_indexes
-from tests.conftest import MONGODB_URI, REDIS_URL, make_client, new_key
+from tests.conftest import isolated_app, new_key
 from tests.integration.factories import (
     API,
     PROBLEM,
@@ -46,27 +42,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 async def env(mongo: AsyncMongoClient[Any]) -> AsyncIterator[Env]:
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    await sync_indexes(mongo[database], prune=False, echo=lambda line: None)
-    settings = Settings.from_env(
-        {
-            "ENTERPRISE_DEV": "1",
-            "MONGODB_URI": MONGODB_URI,
-            "REDIS_URL": REDIS_URL,
-            "MONGODB_DATABASE": database,
-            "LOG_JSON": "false",
-        }
-    )
-    redis_client = redis.asyncio.from_url(
-        REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
-    )
-    app = create_app(settings, mongo=mongo, redis_client=redis_client)
-    try:
-        async with await make_client(app) as http:
-            yield Env(app, http, mongo, database)
-    finally:
-        await redis_client.aclose()
-        await mongo.drop_database(database)
+    async with isolated_app(mongo) as (app, http, database):
+        yield Env(app, http, mongo, database)
 
 
 @dataclass
