@@ -3,6 +3,8 @@ conditional writes. Subclasses only add the queries that are theirs alone."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -158,7 +160,7 @@ class Repository:
         scope: Mapping[str, Any],
         change: Callable[[Document], Changes],
         check: Callable[[Document], None],
-        attempts: int = 5,
+        attempts: int = 20,
     ) -> Document:
         """Read, change and compare-and-set on `version`, under the write guard.
 
@@ -167,7 +169,7 @@ class Repository:
         """
         async with self._guard.hold(self.collection_name, document_id):
             with pymongo.timeout(self._guard.lease_s * 0.8):
-                for _ in range(attempts):
+                for attempt in range(attempts):
                     current = await self.get(document_id, scope, None)
                     if current is None:
                         raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
@@ -187,6 +189,9 @@ class Repository:
                         )
                     if updated is not None:
                         return updated
+                    # Lost a compare-and-set race (atomic servers, no guard): back off a
+                    # little, with jitter, so contending writers spread out.
+                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise Conflict("the document kept changing during the update; retry")
 
     async def delete(
