@@ -2,7 +2,7 @@
 
 The servers are the project's own (`scripts/stack.sh`), started here if they are not up,
 unless `STACK_MANAGED=0` says they are external (GitHub Actions service containers).
-No mongomock, no fakeredis: every test talks to real servers over sockets.
+Every test talks to the real servers over sockets; nothing stands in for them.
 """
 
 from __future__ import annotations
