@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from enterprise.server import SERVERS, run
 from enterprise.settings import Settings
 
 
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--server",
-        choices=("uvicorn", "granian"),
+        choices=SERVERS,
         default="uvicorn",
         help="uvicorn by measurement (docs/benchmarks.md); granian needs the bench extra",
     )
@@ -52,32 +53,12 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     # Workers must know how many siblings write concurrently (the write guard needs it).
     os.environ["WORKERS"] = str(args.workers)
-    if args.server == "granian":
-        from granian.constants import Interfaces
-        from granian.server import Server
-
-        Server(
-            "enterprise.asgi:app",
-            address=args.host,
-            port=args.port,
-            interface=Interfaces.ASGI,
-            workers=args.workers,
-            log_access=False,
-            backpressure=512,
-        ).serve()
-        return
-    import uvicorn
-
-    uvicorn.run(
+    run(
         "enterprise.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        server_header=False,
+        server=args.server,
     )
 
 

@@ -39,33 +39,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    if args.server == "uvicorn":
-        import uvicorn
+    sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+    from enterprise.server import run
 
-        uvicorn.run(
-            "hello:app",
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-        )
-        return
-    from granian.constants import Interfaces
-    from granian.server import Server
-
-    Server(
-        "hello:app",
-        address=args.host,
-        port=args.port,
-        interface=Interfaces.ASGI,
-        workers=args.workers,
-        log_access=False,
-        backpressure=512,
-        working_dir=Path(__file__).resolve().parent,
-    ).serve()
+    run("hello:app", host=args.host, port=args.port, workers=args.workers, server=args.server)
 
 
 if __name__ == "__main__":
