@@ -66,10 +66,10 @@ check: venv ## Lint, format check and type check
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: venv $(SERVERS) ## Install '.[bench]' and run the load tests (loadtests/run.sh)
+bench: venv $(SERVERS) ## Install '.[bench]', wrk and hey, and run the load tests (loadtests/run.sh)
 	@scripts/bootstrap.sh bench
-	@if [ -f loadtests/run.sh ]; then bash loadtests/run.sh; \
-	else echo "make bench: loadtests/run.sh does not exist yet; nothing to run"; fi
+	@scripts/loadtools.sh
+	bash loadtests/run.sh
 
 clean: ## Stop the stack; remove its data, logs and the Python caches (keeps .venv and the built launcher)
 	@$(STACK) down

@@ -27,7 +27,7 @@ die() {
 require() {
   local tool
   for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (apt-get install -y $tool)"
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/loadtools.sh installs wrk and hey)"
   done
 }
 
