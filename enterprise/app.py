@@ -153,6 +153,7 @@ def create_app(
         degraded_ttl=settings.cache_local_ttl,
         stale_seconds=settings.cache_stale_seconds,
         namespace=settings.mongodb_database,
+        generation_lease_s=settings.cache_generation_lease_ms / 1000,
     )
     guard = WriteGuard(
         enabled=False,

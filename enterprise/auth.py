@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bson import ObjectId
@@ -54,6 +54,11 @@ class Principal:
     name: str
     role: Role
     organization_id: ObjectId | None
+    # "<role>|<tenant or platform>": what cached responses are partitioned by.
+    cache_scope: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cache_scope", f"{self.role.value}|{self.scope_label}")
 
     @property
     def tenant(self) -> ObjectId | None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 Fetch = Callable[[list[str]], Awaitable[Sequence[Any] | None]]
+Timed = tuple[float, list[Any] | None]
 
 
 class BatchedReader:
@@ -28,20 +30,30 @@ class BatchedReader:
     then receive None too.
     """
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
-        self._waiting: list[tuple[list[str], asyncio.Future[list[Any] | None]]] = []
+        self._clock = clock
+        self._waiting: list[tuple[list[str], asyncio.Future[Timed]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.reads = 0
         self.requests = 0
 
     async def read(self, keys: list[str]) -> list[Any] | None:
-        future: asyncio.Future[list[Any] | None] = asyncio.get_running_loop().create_future()
+        return (await self.read_timed(keys))[1]
+
+    async def read_timed(self, keys: list[str]) -> Timed:
+        """Like `read`, with the `clock` time taken just before the shared read was sent."""
+        return await self.submit(keys)
+
+    def submit(self, keys: list[str]) -> asyncio.Future[Timed]:
+        """Queue a read without waiting for it; the future resolves like `read_timed`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Timed] = loop.create_future()
         self._waiting.append((keys, future))
         self.requests += 1
         if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await future
+            self._flusher = loop.create_task(self._flush())
+        return future
 
     async def _flush(self) -> None:
         try:
@@ -53,9 +65,10 @@ class BatchedReader:
         finally:
             self._flusher = None
 
-    async def _serve(self, batch: list[tuple[list[str], asyncio.Future[list[Any] | None]]]) -> None:
+    async def _serve(self, batch: list[tuple[list[str], asyncio.Future[Timed]]]) -> None:
         unique = list(dict.fromkeys(key for keys, _ in batch for key in keys))
         self.reads += 1
+        sent = self._clock()
         try:
             values = await self._fetch(unique)
         except Exception as ex:  # handed to every caller, who decides; never dropped
@@ -66,4 +79,4 @@ class BatchedReader:
         found = None if values is None else dict(zip(unique, values, strict=True))
         for keys, future in batch:
             if not future.done():  # a caller may have been cancelled by its deadline
-                future.set_result(None if found is None else [found[key] for key in keys])
+                future.set_result((sent, None if found is None else [found[key] for key in keys]))

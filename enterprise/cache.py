@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from enterprise.batching import BatchedReader
 from enterprise.etags import list_etag
+from enterprise.leases import GenerationLeases
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +130,14 @@ class ResponseCache:
         stale_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
         namespace: str = "enterprise",
+        generation_lease_s: float = 0.0,
     ) -> None:
         self.enabled = enabled
         # Several deployments (or test databases) may share one Redis.
         self._gen = f"gen:{namespace}:"
         self._entry = f"cache:{namespace}:"
         self._epoch = f"{self._gen}~epoch"
+        self._sequence = f"{self._gen}~seq"  # every write increments it last (leases.py)
         self._redis = redis
         self._breaker = breaker
         self._local = LocalLRU(local_max_entries)
@@ -146,6 +149,7 @@ class ResponseCache:
         self._needs_epoch_bump = False
         self.stats = CacheStats()
         self._reader = BatchedReader(self._mget)
+        self._leases = GenerationLeases(self._reader, self._sequence, generation_lease_s)
 
     # -- Redis, behind the breaker -------------------------------------------------------
 
@@ -177,8 +181,12 @@ class ResponseCache:
         assert self._redis is not None
         if self._needs_epoch_bump:
             # Writes made anywhere during the outage were not announced: retire every key
-            # cached before now by moving the global epoch.
-            await self._redis.incr(self._epoch)
+            # cached before now by moving the global epoch (and the write sequence, so no
+            # worker keeps using generations it read before the outage).
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(self._epoch)
+                pipe.incr(self._sequence)
+                await pipe.execute()
             self._needs_epoch_bump = False
         logger.warning(
             "cache: Redis is back after %.1f s", self._clock() - (self.stats.degraded_since or 0)
@@ -197,12 +205,18 @@ class ResponseCache:
     async def generations(self, names: Sequence[str]) -> str:
         """The key material for `names`: Redis generations, or local ones when degraded."""
         keys = [self._epoch, *(self._gen + n for n in names)]
-        values = await self._reader.read(keys)
+        leased = self._leases.cached(keys)
+        if leased is not None:
+            return "r:" + ".".join(leased)
+        values = await self._leases.read(keys)
         if values is None:
             return "l:" + ".".join(str(self._local_generations.get(n, 0)) for n in names)
-        if any(v is None for v in values):
+        found = [v for v in values if v is not None]
+        if len(found) < len(values) or self._leases.sequence_missing:
             seed = str(time.time_ns() // 1000)
             missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+            if self._leases.sequence_missing:
+                missing.append(self._sequence)
 
             async def initialise(r: Redis) -> list[Any]:
                 async with r.pipeline(transaction=False) as pipe:
@@ -214,11 +228,15 @@ class ResponseCache:
             result = await self._redis_call(initialise)
             if result is None:
                 return "l:" + ".".join(str(self._local_generations.get(n, 0)) for n in names)
-            values = result[-1]
-        return "r:" + ".".join(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+            found = [_text(v) for v in result[-1]]
+        return "r:" + ".".join(found)
 
     async def bump(self, names: Sequence[str]) -> None:
-        """Invalidate everything that depends on `names`: O(1) per name, one round trip."""
+        """Invalidate everything that depends on `names`: O(1) per name, one round trip.
+
+        Returns once no worker can still use a generation read before this call (the
+        lease commit wait), so the caller may acknowledge the write.
+        """
         for name in names:
             self._local_generations[name] = self._local_generations.get(name, 0) + 1
         if self._redis is None:
@@ -230,10 +248,15 @@ class ResponseCache:
                 for name in names:
                     pipe.set(self._gen + name, seed, nx=True)
                     pipe.incr(self._gen + name)
+                # Last, after the generations: a lease holder that sees the new sequence
+                # also sees the new generations.
+                pipe.set(self._sequence, seed, nx=True)
+                pipe.incr(self._sequence)
                 return list(await pipe.execute())
 
         if await self._redis_call(incr) is None:
             logger.warning("cache: could not announce a write to %s; degraded freshness", names)
+        await self._leases.commit_wait()
 
     # -- entries ----------------------------------------------------------------------
 
@@ -304,7 +327,12 @@ class ResponseCache:
             "inflight": len(self._inflight),
             "generationReads": self._reader.reads,
             "generationRequests": self._reader.requests,
+            "generationLeaseHits": self._leases.hits,
         }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +368,9 @@ class CacheTargets:
             if decided is not None and (decided[2] or self._cache.enabled):
                 names, ttl, is_list = decided
                 generations = await self._cache.generations(names)
-                query = "&".join(f"{k}={v}" for k, v in sorted(req.params.items()))
-                who = f"{principal.role.value}|{principal.scope_label}"
-                material = f"{generations}|{who}|{req.path}?{query}"
+                params = req.params
+                query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
+                material = f"{generations}|{principal.cache_scope}|{req.path}?{query}"
                 digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
                 target = CacheTarget(
                     key=f"{generations[0]}:{digest}",

@@ -63,6 +63,9 @@ class Settings:
     cache_stale_seconds: int = 30
     cache_local_max_entries: int = 5000
     cache_local_ttl: float = 2.0
+    # Generation counters may be reused this long; every write waits it out before its
+    # 2xx (enterprise/leases.py). 0 reads Redis for every request.
+    cache_generation_lease_ms: int = 20
 
     # Lists and counts.
     pagination_default_limit: int = 20
@@ -157,6 +160,8 @@ class Settings:
             raise SettingsError("BROTLI_QUALITY must be 0..11")
         if not 1 <= self.gzip_level <= 9:
             raise SettingsError("GZIP_LEVEL must be 1..9")
+        if not 0 <= self.cache_generation_lease_ms <= 1000:
+            raise SettingsError("CACHE_GENERATION_LEASE_MS must be 0..1000")
         if self.workers < 1:
             raise SettingsError("WORKERS must be at least 1")
 

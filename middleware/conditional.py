@@ -22,10 +22,11 @@ REVALIDATE = "private, max-age=0, must-revalidate"
 
 
 def parse_tags(value: str | None) -> list[str] | None:
-    if value is None or not value.strip():
+    if value is None:
         return None
-    if value.strip() == "*":
-        return ["*"]
+    if "," not in value:  # the usual case: one tag, echoed back
+        value = value.strip()
+        return [value] if value else None
     return [part.strip() for part in value.split(",") if part.strip()] or None
 
 
@@ -41,6 +42,8 @@ def opaque(tag: str) -> str:
 
 def matching_tag(tags: list[str], current: str) -> str | None:
     """The client's tag that weakly matches `current` (RFC 9110 §8.8.3.2), if any."""
+    if current in tags:  # the usual case: the tag we sent, echoed back
+        return current
     wanted = opaque(current)
     for tag in tags:
         if tag == "*" or opaque(tag) == wanted:

@@ -14,7 +14,12 @@ from enterprise.repositories.api_keys import ApiKeysRepository
 
 
 class ApiKeysService:
-    """Authentication results are cached in process for `cache_seconds` (revocation delay)."""
+    """Authentication results are cached in process for `cache_seconds` (revocation delay).
+
+    The cache is keyed by the presented key itself, so a cached request needs no hashing;
+    like the request that carried it, that key lives only in this process's memory. Only
+    its SHA-256 is ever stored or sent to the database.
+    """
 
     def __init__(
         self, repository: ApiKeysRepository, *, cache_seconds: float = 10.0, cache_size: int = 1024
@@ -54,12 +59,11 @@ class ApiKeysService:
             raise NotFound(f"no active key {key_id}")
 
     async def authenticate(self, raw_key: str) -> Principal | None:
-        digest = key_hash(raw_key)
         now = time.monotonic()
-        cached = self._cache.get(digest)
+        cached = self._cache.get(raw_key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        document = await self._repository.by_hash(digest)
+        document = await self._repository.by_hash(key_hash(raw_key))
         principal = None
         if document is not None:
             principal = Principal(
@@ -68,8 +72,8 @@ class ApiKeysService:
                 role=Role(document["role"]),
                 organization_id=document.get("organizationId"),
             )
-        self._cache[digest] = (now + self._cache_seconds, principal)
-        self._cache.move_to_end(digest)
+        self._cache[raw_key] = (now + self._cache_seconds, principal)
+        self._cache.move_to_end(raw_key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return principal

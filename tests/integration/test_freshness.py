@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
+from pymongo import AsyncMongoClient
 
+from enterprise.app import create_app
+from enterprise.leases import GenerationLeases
 from enterprise.settings import Settings
-from tests.conftest import Server, new_key, server_env
+from tests.conftest import Server, make_client, new_key, server_env
 
 pytestmark = pytest.mark.integration
 ADDRESS = {"line1": "1 Main St", "city": "Austin", "state": "TX", "postalCode": "78701"}
@@ -57,3 +63,66 @@ async def test_writes_are_visible_at_once_across_two_workers(settings: Settings,
         ) as http:
             states = await _check_rounds(http, rounds=10, reads=6)
     assert "hit" in states
+
+
+LONG_LEASE_MS = 300  # long enough that a missing commit wait could not go unnoticed
+
+
+async def _lease_scenario(
+    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis
+) -> tuple[str, str, float]:
+    """Worker B reads a clinic (its generations now leased); worker A renames it.
+
+    Returns what B answers right after A's 2xx, the new name and how long the PATCH took.
+    """
+    leased = settings.with_overrides(cache_generation_lease_ms=LONG_LEASE_MS)
+    async with AsyncExitStack() as stack:
+        # Two apps, one process: two workers with their own leases and in-process tiers.
+        worker_a = create_app(leased, mongo=mongo, redis_client=redis_client)
+        worker_b = create_app(leased, mongo=mongo, redis_client=redis_client)
+        a = await stack.enter_async_context(await make_client(worker_a))
+        b = await stack.enter_async_context(await make_client(worker_b))
+        admin = await new_key(worker_a)
+        a.headers.update(admin)
+        b.headers.update(admin)
+        org = (await a.post("/api/v1/organizations", json={"name": "Lease Dental"})).json()
+        clinic = (
+            await a.post(
+                f"/api/v1/organizations/{org['id']}/clinics",
+                json={"name": "Before", "code": "L1", "address": ADDRESS},
+            )
+        ).json()
+        item = f"/api/v1/clinics/{clinic['id']}"
+        assert (await b.get(item)).headers["x-cache"] == "miss"
+        assert (await b.get(item)).headers["x-cache"] == "hit"  # B holds a lease now
+
+        started = time.monotonic()
+        assert (await a.patch(item, json={"name": "After"})).status_code == 200
+        took = time.monotonic() - started
+        return (await b.get(item)).json()["name"], "After", took
+
+
+async def test_a_write_waits_out_every_lease_before_its_2xx(
+    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis
+) -> None:
+    seen, written, took = await _lease_scenario(settings, mongo, redis_client)
+    assert seen == written
+    assert took >= LONG_LEASE_MS / 1000
+
+
+async def test_without_the_commit_wait_the_lease_would_serve_old_data(
+    settings: Settings,
+    mongo: AsyncMongoClient[Any],
+    redis_client: redis.asyncio.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The control for the test above: B really answers from its lease (no Redis read), so
+    only the writer's wait makes the write visible there at once."""
+
+    async def acknowledge_at_once(self: GenerationLeases) -> None:
+        self.forget()
+
+    monkeypatch.setattr(GenerationLeases, "commit_wait", acknowledge_at_once)
+    seen, written, took = await _lease_scenario(settings, mongo, redis_client)
+    assert took < LONG_LEASE_MS / 1000
+    assert seen == "Before" != written

@@ -1,0 +1,150 @@
+"""Generation leases: reuse generation counters read from Redis for a few milliseconds, safely.
+
+Every cacheable request needs its generation counters (`cache.py`): they are what makes a
+write on one worker visible on all the others. Reading them from Redis for every request,
+even batched (`batching.py`), is the largest part of a cache hit's or a 304's cost. A lease
+lets a worker answer most of those reads from memory without weakening the promise that
+**no GET that starts after a write was acknowledged returns the data from before it**.
+
+How (a commit wait, as in lease-based caches and Spanner's commit wait):
+
+* Every write increments, after its own generations, one global *write sequence* key.
+* Each generation read also reads the sequence. The values come with a lease of `lease_s`
+  seconds, counted on this worker's monotonic clock from *before* the read was sent. While
+  the lease holds and the sequence is the one the values were read under, they are used as
+  they are; otherwise the request reads Redis (batched), which renews the lease.
+* A writer, after Redis confirmed its increments, waits `lease_s` (plus a margin) before it
+  acknowledges the write.
+
+Why that is enough: a read that returned the old sequence executed in Redis before the
+writer's increment, so it was sent before it, and its lease ended before the writer's
+acknowledgement. Any request that starts after the acknowledgement therefore finds no live
+lease on the old sequence, reads Redis, sees the new sequence and drops every value read
+under the old one. Only the rate of the clocks matters (each side measures a duration on its
+own clock), not their agreement; the margin covers rate differences many times over.
+
+The cost moves to writes, which are rare here: each acknowledgement is `lease_s` later.
+`lease_s = 0` turns leases off (every request reads Redis, as before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from enterprise.batching import BatchedReader, Timed
+
+logger = logging.getLogger(__name__)
+
+# Clock rates differ by parts per million; this covers that and timer granularity.
+_RATE_MARGIN = 1e-3
+_FIXED_MARGIN_S = 0.001
+
+
+class GenerationLeases:
+    """Remembers generation values read under the current write sequence, while leased.
+
+    Args:
+        reader: the batched Redis reader; reads go out as `[sequence_key, *keys]`.
+        sequence_key: the global write-sequence key every write increments last.
+        lease_s: how long values may be reused after the read that returned them was sent.
+        max_keys: bound on remembered keys; past it the memory starts over.
+        clock: monotonic seconds; the reader must time its reads with the same clock.
+    """
+
+    def __init__(
+        self,
+        reader: BatchedReader,
+        sequence_key: str,
+        lease_s: float,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = reader
+        self.sequence_key = sequence_key
+        self.lease_s = lease_s
+        self._max_keys = max_keys
+        self._clock = clock
+        self._sequence: Any = None
+        self._known: dict[str, str] = {}
+        self._valid_until = 0.0
+        self._newest_sent = float("-inf")
+        self.sequence_missing = False
+        self._renewal: asyncio.Future[Timed] | None = None
+        self.hits = 0
+
+    def cached(self, keys: list[str]) -> list[str] | None:
+        """The values of `keys` if all are known and leased; None means: read them.
+
+        Once a quarter of a lease has passed, one background read of the sequence alone
+        renews it, so a steady stream of requests does not wait for renewals.
+        """
+        now = self._clock()
+        if now >= self._valid_until:
+            return None
+        if now >= self._valid_until - self.lease_s * 0.75 and self._renewal is None:
+            self._renewal = self._reader.submit([self.sequence_key])
+            self._renewal.add_done_callback(self._renewed)
+        known = self._known
+        try:
+            values = [known[key] for key in keys]
+        except KeyError:  # not read under the current sequence yet
+            return None
+        self.hits += 1
+        return values
+
+    async def read(self, keys: list[str]) -> list[str | None] | None:
+        """Read `keys` from Redis (batched); renews the lease. None when Redis is unavailable.
+
+        Values are decoded to `str`; a missing key is None.
+        """
+        sent, values = await self._reader.read_timed([self.sequence_key, *keys])
+        return self._apply(keys, sent, values)
+
+    def _renewed(self, future: asyncio.Future[Timed]) -> None:
+        self._renewal = None
+        if future.cancelled():
+            return
+        if future.exception() is not None:  # the next request reads for itself and sees it
+            logger.debug("generation lease renewal failed: %s", future.exception())
+            return
+        sent, values = future.result()
+        self._apply([], sent, values)
+
+    def _apply(
+        self, keys: list[str], sent: float, values: list[Any] | None
+    ) -> list[str | None] | None:
+        if values is None:
+            self.forget()
+            return None
+        sequence = values[0]
+        # Decoded once here, so a leased read returns ready-made strings.
+        rest = [v if v is None or isinstance(v, str) else v.decode() for v in values[1:]]
+        self.sequence_missing = sequence is None
+        # Only the newest read may move the lease (batches resolve in order, but be sure).
+        if self.lease_s > 0 and sequence is not None and sent >= self._newest_sent:
+            if sequence != self._sequence or len(self._known) + len(keys) > self._max_keys:
+                self._known = {}
+                self._sequence = sequence
+            self._newest_sent = sent
+            self._valid_until = sent + self.lease_s
+            for key, value in zip(keys, rest, strict=True):
+                if value is not None:
+                    self._known[key] = value
+        return rest
+
+    def forget(self) -> None:
+        """Drop everything remembered (this worker wrote, or Redis failed)."""
+        self._known = {}
+        self._sequence = None
+        self._valid_until = 0.0
+
+    async def commit_wait(self) -> None:
+        """Call once Redis confirmed a write's increments, before acknowledging the write."""
+        self.forget()
+        if self.lease_s > 0:
+            await asyncio.sleep(self.lease_s * (1 + _RATE_MARGIN) + _FIXED_MARGIN_S)
