@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from typing import Any
@@ -28,6 +29,7 @@ class ApiKeysService:
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def create(
         self, name: str, role: str, organization_id: str | None
@@ -63,6 +65,21 @@ class ApiKeysService:
         cached = self._cache.get(raw_key)
         if cached is not None and cached[0] > now:
             return cached[1]
+        # Single flight: when an entry expires under load, one lookup serves every waiter.
+        pending = self._lookups.get(raw_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        lookup = asyncio.ensure_future(self._lookup(raw_key))
+        self._lookups[raw_key] = lookup
+        try:
+            return await asyncio.shield(lookup)
+        finally:
+            if lookup.done():
+                self._lookups.pop(raw_key, None)
+            else:  # this caller was cancelled; the lookup finishes for the others
+                lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
+
+    async def _lookup(self, raw_key: str) -> Principal | None:
         document = await self._repository.by_hash(key_hash(raw_key))
         principal = None
         if document is not None:
@@ -72,7 +89,7 @@ class ApiKeysService:
                 role=Role(document["role"]),
                 organization_id=document.get("organizationId"),
             )
-        self._cache[raw_key] = (now + self._cache_seconds, principal)
+        self._cache[raw_key] = (time.monotonic() + self._cache_seconds, principal)
         self._cache.move_to_end(raw_key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -6,6 +6,7 @@ organization B-side) inserted straight into MongoDB, so one app and database ser
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from tests.conftest import isolated_app, new_key
 from tests.integration.factories import (
     API,
     PROBLEM,
+    CommandRecorder,
     address,
     assignment_document,
     clinic_document,
@@ -397,3 +399,16 @@ async def test_cached_list_is_not_shared_across_tenants(env: Env, world: World) 
         b = await env.client.get(f"{API}/clinics", headers=reader_b)
         assert [c["id"] for c in a.json()["data"]] == [world.clinic_a]
         assert [c["id"] for c in b.json()["data"]] == [world.clinic_b]
+
+
+async def test_a_cold_key_is_looked_up_once_however_many_requests_carry_it(
+    monitored: tuple[httpx.AsyncClient, CommandRecorder, Any],
+) -> None:
+    http, recorder, app = monitored
+    key = await new_key(app)
+    recorder.clear()
+    answers = await asyncio.gather(
+        *(http.get("/api/v1/organizations", headers=key) for _ in range(20))
+    )
+    assert [a.status_code for a in answers] == [200] * 20
+    assert [c for c in recorder.names() if c[1] == "api_keys"] == [("find", "api_keys")]
