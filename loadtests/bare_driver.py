@@ -83,8 +83,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     recording = False
     stop_at = 0.0
 
-    async def worker(offset: int) -> None:
-        position = offset
+    # One rotation shared by every worker, from the first id, exactly as wrk -t1 with
+    # loadtests/wrk/bench.lua walks its paths: both sides then send the same finds in the same
+    # order. (FerretDB's cost of an `_id` lookup depends on where the document lies, so
+    # differently spread sequences would not be the same work.)
+    position = -1
+
+    async def worker() -> None:
+        nonlocal position
         while time.perf_counter() < stop_at:
             position = (position + 1) % len(ids)
             started = time.perf_counter()
@@ -96,12 +102,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await client.admin.command("ping")
         if args.warmup > 0:
             stop_at = time.perf_counter() + args.warmup
-            await asyncio.gather(*(worker(i * 7919) for i in range(args.concurrency)))
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         recording = True
+        position = -1  # the measured run starts over, as a new wrk run does
         cpu_began = time.process_time()
         began = time.perf_counter()
         stop_at = began + args.duration
-        await asyncio.gather(*(worker(i * 7919) for i in range(args.concurrency)))
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         seconds = time.perf_counter() - began
         cpu_seconds = time.process_time() - cpu_began
     finally:
