@@ -10,7 +10,9 @@
 #      sync`, `python -m enterprise seed --preset medium` (docs/s goes to seed.txt).
 #   2. `python -m enterprise keys create --name bench --role platform_admin`.
 #   3. Serve with CACHE_ENABLED=false, 1 worker ($SERVER, uvicorn by default).
-#   4. ROUNDS rounds of: API item, driver item, API list, driver list (wrk -t1, rotating ids).
+#   4. ROUNDS rounds of: API item and driver item one at a time (-c 1: what the API adds when
+#      FerretDB is not saturated), API item, driver item, API list, driver list (wrk -t1,
+#      rotating ids; the driver walks the same ids in the same order).
 #      Items at -c $ITEM_CONNECTIONS (16) for $DURATION (10 s); lists at -c $LIST_CONNECTIONS (4)
 #      for $LIST_DURATION (30 s): one list costs FerretDB ~1 s whatever the concurrency, so at
 #      -c 16 each request would queue ~16 s (past wrk's timeout) and a run would yield a
@@ -77,6 +79,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
   export BENCH_ROUND="$round"
   WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$ITEM_CONNECTIONS" 2 "$BASE" "${AUTH[@]}"
   WRK_PATHS="$RESULTS/clinic_paths.txt" \
+    wrk_run api-item-c1 "$OUT" 1 "$DURATION" "$BASE" "${AUTH[@]}"
+  timeout $((DURATION + 60)) "$PY" "$ROOT/loadtests/bare_driver.py" item --ids "$RESULTS/clinic_ids.txt" \
+    -c 1 -d "$DURATION" --warmup 2 --label driver-item-c1 --round "$round" --out "$OUT" |
+    sed 's/^/[driver] /' >&2
+  WRK_PATHS="$RESULTS/clinic_paths.txt" \
     wrk_run api-item "$OUT" "$ITEM_CONNECTIONS" "$DURATION" "$BASE" "${AUTH[@]}"
   timeout $((DURATION + 60)) "$PY" "$ROOT/loadtests/bare_driver.py" item --ids "$RESULTS/clinic_ids.txt" \
     -c "$ITEM_CONNECTIONS" -d "$DURATION" --warmup 2 --label driver-item --round "$round" --out "$OUT" |
@@ -94,6 +101,8 @@ unset CPU_PGID
 stop_server "$SERVER_PID"
 
 "$PY" "$ROOT/loadtests/summarize.py" "$OUT" \
+  --ratio "item -c1 api÷driver=api-item-c1/driver-item-c1:p50_ms" \
+  --ratio "item -c1 api÷driver=api-item-c1/driver-item-c1:p95_ms" \
   --ratio "item api÷driver=api-item/driver-item:p50_ms" \
   --ratio "item api÷driver=api-item/driver-item:p95_ms" \
   --ratio "item api÷driver=api-item/driver-item:rps" \
