@@ -244,12 +244,12 @@ class ResponseCache:
         seed = str(time.time_ns() // 1000)
 
         async def incr(r: Redis) -> list[Any]:
-            async with r.pipeline(transaction=False) as pipe:
+            # MULTI/EXEC: all or nothing. Lease renewals read only the sequence, so new
+            # generations without a new sequence would go unseen until the next write.
+            async with r.pipeline(transaction=True) as pipe:
                 for name in names:
                     pipe.set(self._gen + name, seed, nx=True)
                     pipe.incr(self._gen + name)
-                # Last, after the generations: a lease holder that sees the new sequence
-                # also sees the new generations.
                 pipe.set(self._sequence, seed, nx=True)
                 pipe.incr(self._sequence)
                 return list(await pipe.execute())
