@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import pybreaker
@@ -260,14 +260,20 @@ class ResponseCache:
 
     # -- entries ----------------------------------------------------------------------
 
-    async def get(self, key: str) -> Entry | None:
+    def get_local(self, key: str) -> Entry | None:
+        """The in-process tier alone: no I/O, so a hit there needs no await."""
         if not self.enabled:
             return None
-        now = self._clock()
-        entry = self._local.get(key, now)
+        entry = self._local.get(key, self._clock())
         if entry is not None:
             self.stats.local_hits += 1
+        return entry
+
+    async def get(self, key: str) -> Entry | None:
+        entry = self.get_local(key)
+        if entry is not None or not self.enabled:
             return entry
+        now = self._clock()
         if key.startswith("l:") or self.degraded and self._redis is None:
             return None
         raw = await self._redis_call(lambda r: r.get(self._entry + key))
@@ -335,8 +341,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class CacheTarget:
+class CacheTarget(NamedTuple):  # built on every cacheable request: a tuple is cheapest
     key: str
     ttl: float
     list_etag: str | None

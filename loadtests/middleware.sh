@@ -15,8 +15,8 @@ require wrk curl setsid
 
 # Many short rounds: this shared machine's speed drifts by tens of percent within seconds, and
 # only ratios measured back to back inside a round are compared.
-ROUNDS="${MIDDLEWARE_ROUNDS:-${ROUNDS:-9}}"
-DURATION="${MIDDLEWARE_DURATION:-3}"
+ROUNDS="${MIDDLEWARE_ROUNDS:-${ROUNDS:-15}}"
+DURATION="${MIDDLEWARE_DURATION:-2}"
 CONNECTIONS="${CONNECTIONS:-16}"
 SERVER="${SERVER:-uvicorn}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
