@@ -205,7 +205,7 @@ class ResponseCache:
     async def generations(self, names: Sequence[str]) -> str:
         """The key material for `names`: Redis generations, or local ones when degraded."""
         keys = [self._epoch, *(self._gen + n for n in names)]
-        leased = self._leases.cached(keys)
+        leased = self._leases.cached(keys) or await self._leases.after_renewal(keys)
         if leased is not None:
             return "r:" + ".".join(leased)
         values = await self._leases.read(keys)
@@ -334,6 +334,8 @@ class ResponseCache:
             "generationReads": self._reader.reads,
             "generationRequests": self._reader.requests,
             "generationLeaseHits": self._leases.hits,
+            "generationLeaseLapses": self._leases.lapses,
+            "generationLeaseRenewals": self._leases.renewals,
         }
 
 

@@ -76,6 +76,8 @@ class GenerationLeases:
         self.sequence_missing = False
         self._renewal: asyncio.Future[Timed] | None = None
         self.hits = 0
+        self.lapses = 0  # requests that found no lease and read Redis
+        self.renewals = 0
 
     def cached(self, keys: list[str]) -> list[str] | None:
         """The values of `keys` if all are known and leased; None means: read them.
@@ -85,8 +87,10 @@ class GenerationLeases:
         """
         now = self._clock()
         if now >= self._valid_until:
+            self.lapses += 1
             return None
         if now >= self._valid_until - self.lease_s * 0.75 and self._renewal is None:
+            self.renewals += 1
             self._renewal = self._reader.submit([self.sequence_key])
             self._renewal.add_done_callback(self._renewed)
         known = self._known
@@ -96,6 +100,22 @@ class GenerationLeases:
             return None
         self.hits += 1
         return values
+
+    async def after_renewal(self, keys: list[str]) -> list[str] | None:
+        """For a request that found the lease lapsed: wait for the renewal in flight, if any,
+        and try the lease again. None means: read for yourself.
+
+        Waiting for a read sent before this request arrived is sound here: what counts is
+        that the values are used within `lease_s` of their read being sent (see above).
+        """
+        renewal = self._renewal
+        if renewal is None or self._clock() < self._valid_until:
+            return None  # nothing to wait for, or leased but some key is unknown
+        try:
+            await asyncio.shield(renewal)
+        except Exception:  # the renewal failed; this request reads and sees why
+            return None
+        return self.cached(keys)
 
     async def read(self, keys: list[str]) -> list[str | None] | None:
         """Read `keys` from Redis (batched); renews the lease. None when Redis is unavailable.

@@ -22,6 +22,7 @@ class Store:
         self.values: dict[str, bytes] = {SEQ: b"1", "a": b"10", "b": b"20"}
         self.fetches: list[list[str]] = []
         self.up = True
+        self.gate: asyncio.Event | None = None  # when set, answers wait for it
 
     async def fetch(self, keys: list[str]) -> list[Any] | None:
         if not self.up:
@@ -29,6 +30,8 @@ class Store:
         self.fetches.append(keys)
         snapshot = [self.values.get(k) for k in keys]
         await asyncio.sleep(0.001)  # a round trip
+        if self.gate is not None:
+            await self.gate.wait()
         return snapshot
 
     def write(self, key: str) -> None:
@@ -139,3 +142,31 @@ async def test_an_unavailable_store_forgets_everything() -> None:
     store.up = False
     assert await leases.read(["a"]) is None
     assert leases.cached(["a"]) is None
+
+
+async def test_a_request_that_finds_the_lease_lapsed_waits_for_the_renewal_in_flight() -> None:
+    store, clock = Store(), Clock()
+    leases = leases_on(store, 0.010, clock)
+    await leases.read(["a"])  # sent at 100.000: leased until 100.010
+    store.gate = asyncio.Event()
+    clock.now = 100.004
+    assert leases.cached(["a"]) == ["10"]  # past a quarter: a renewal is submitted ...
+    for _ in range(3):
+        await asyncio.sleep(0)  # ... and sent at 100.004 (leased until 100.014 once answered)
+    clock.now = 100.011
+    assert leases.cached(["a"]) is None  # lapsed while the renewal is still in flight
+    waiting = asyncio.create_task(leases.after_renewal(["a"]))
+    await asyncio.sleep(0.002)
+    assert not waiting.done()
+    store.gate.set()
+    assert await waiting == ["10"]
+    assert store.fetches == [[SEQ, "a"], [SEQ]]  # no read of its own
+
+
+async def test_an_unknown_key_does_not_wait_for_a_renewal() -> None:
+    store = Store()
+    leases = leases_on(store, 0.050)
+    await leases.read(["a"])
+    await asyncio.sleep(0.02)
+    assert leases.cached(["b"]) is None  # "b" never read; a renewal is now in flight
+    assert await leases.after_renewal(["b"]) is None  # read it at once instead of waiting
