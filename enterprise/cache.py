@@ -182,8 +182,8 @@ class ResponseCache:
         if self._needs_epoch_bump:
             # Writes made anywhere during the outage were not announced: retire every key
             # cached before now by moving the global epoch (and the write sequence, so no
-            # worker keeps using generations it read before the outage).
-            async with self._redis.pipeline(transaction=False) as pipe:
+            # worker keeps using generations it read before the outage). Both or neither.
+            async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(self._epoch)
                 pipe.incr(self._sequence)
                 await pipe.execute()
