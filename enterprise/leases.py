@@ -76,7 +76,7 @@ class GenerationLeases:
         self.sequence_missing = False
         self._renewal: asyncio.Future[Timed] | None = None
         self.hits = 0
-        self.lapses = 0  # requests that found no lease and read Redis
+        self.lapses = 0  # lookups that found the lease lapsed (every lookup when leases are off)
         self.renewals = 0
 
     def cached(self, keys: list[str]) -> list[str] | None:
