@@ -189,7 +189,7 @@ def create_app(
     middleware: list[Any] = [
         Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
         BudgetMiddleware(budgets),
-        AuthMiddleware(keys.authenticate, cached=keys.cached),
+        AuthMiddleware(keys.authenticate),
         ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
         ResponseCacheMiddleware(cache, targets.describe),
     ]

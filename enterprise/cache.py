@@ -260,20 +260,14 @@ class ResponseCache:
 
     # -- entries ----------------------------------------------------------------------
 
-    def get_local(self, key: str) -> Entry | None:
-        """The in-process tier alone: no I/O, so a hit there needs no await."""
+    async def get(self, key: str) -> Entry | None:
         if not self.enabled:
             return None
-        entry = self._local.get(key, self._clock())
+        now = self._clock()
+        entry = self._local.get(key, now)
         if entry is not None:
             self.stats.local_hits += 1
-        return entry
-
-    async def get(self, key: str) -> Entry | None:
-        entry = self.get_local(key)
-        if entry is not None or not self.enabled:
             return entry
-        now = self._clock()
         if key.startswith("l:") or self.degraded and self._redis is None:
             return None
         raw = await self._redis_call(lambda r: r.get(self._entry + key))

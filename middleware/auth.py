@@ -14,8 +14,6 @@ class AuthMiddleware:
 
     Args:
         authenticate: async callable from the raw bearer key to a principal, or None.
-        cached: optional sync callable answering recently authenticated keys without I/O
-            (None when it does not know the key); saves an await on almost every request.
         public_prefixes: paths served without a key (health, metrics, docs).
     """
 
@@ -23,11 +21,9 @@ class AuthMiddleware:
         self,
         authenticate: Callable[[str], Awaitable[Any | None]],
         *,
-        cached: Callable[[str], Any | None] = lambda key: None,
         public_prefixes: tuple[str, ...] = ("/health/",),
     ) -> None:
         self._authenticate = authenticate
-        self._cached = cached
         self._public = public_prefixes
 
     async def process_request(self, req: Request, resp: Response) -> None:
@@ -42,8 +38,7 @@ class AuthMiddleware:
                 description="send an API key as `Authorization: Bearer <key>`",
                 challenges=["Bearer"],
             )
-        key = key.strip()
-        principal = self._cached(key) or await self._authenticate(key)
+        principal = await self._authenticate(key.strip())
         if principal is None:
             raise falcon.HTTPUnauthorized(
                 title="Unauthorized",

@@ -45,7 +45,7 @@ class ResponseCacheMiddleware:
         if target is None:
             return
         started = time.perf_counter()
-        entry = self._cache.get_local(target.key) or await self._cache.get(target.key)
+        entry = await self._cache.get(target.key)
         if entry is not None and entry.age(self._cache.now()) <= entry.ttl:
             self._serve(req, resp, entry, "hit", started)
             return

@@ -60,13 +60,6 @@ class ApiKeysService:
         if not await self._repository.revoke(ObjectId(key_id)):
             raise NotFound(f"no active key {key_id}")
 
-    def cached(self, raw_key: str) -> Principal | None:
-        """The principal of a key authenticated recently (no I/O), else None."""
-        cached = self._cache.get(raw_key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        return None
-
     async def authenticate(self, raw_key: str) -> Principal | None:
         cached = self._cache.get(raw_key)
         if cached is not None and cached[0] > time.monotonic():
