@@ -18,15 +18,8 @@ if ((${#missing[@]} == 0)); then
   log "wrk and hey present"
   exit 0
 fi
-command -v apt-get >/dev/null 2>&1 ||
-  die "${missing[*]} missing and apt-get is not available: install them with your package manager"
-sudo=()
-if ((EUID != 0)); then
-  command -v sudo >/dev/null 2>&1 || die "installing ${missing[*]} needs root (or sudo)"
-  sudo=(sudo)
-fi
+# shellcheck source=scripts/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 log "installing ${missing[*]} with apt-get"
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+apt_install "${missing[@]}" || die "could not install ${missing[*]} (above): use your package manager"
 log "installed ${missing[*]}"

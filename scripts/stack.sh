@@ -36,6 +36,9 @@ DOCKER_HINT="or run the servers with Docker instead: \`docker compose up -d mong
 # ---------------------------------------------------------------------------------------------
 # helpers
 
+# shellcheck source=scripts/apt.sh
+source "$REPO/scripts/apt.sh"
+
 log() { printf '[stack] %s\n' "$*"; }
 die() {
   printf '[stack] error: %s\n' "$*" >&2
@@ -194,23 +197,15 @@ install_ferretdb() {
 redis_version() { redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'; }
 
 install_redis() {
-  local t0 sudo=()
+  local t0
   t0="$(now_ms)"
   if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     log "redis: $(redis_version) already installed [$(elapsed "$t0")]"
     return 0
   fi
-  command -v apt-get >/dev/null 2>&1 ||
-    die "redis-server is not installed and apt-get is not available: install Redis >= 6 with your package manager, $DOCKER_HINT"
-  if ((EUID != 0)); then
-    command -v sudo >/dev/null 2>&1 || die "installing redis-server needs root (or sudo); $DOCKER_HINT"
-    sudo=(sudo)
-  fi
   log "redis: installing redis-server with apt-get"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
-    die "apt-get update failed; $DOCKER_HINT"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    redis-server redis-tools >/dev/null || die "apt-get install redis-server failed; $DOCKER_HINT"
+  apt_install redis-server redis-tools ||
+    die "could not install redis-server (above): install Redis >= 6 with your package manager, $DOCKER_HINT"
   log "redis: installed $(redis_version) [$(elapsed "$t0")]"
 }
 
