@@ -20,15 +20,20 @@ pytestmark = pytest.mark.integration
 ADDRESS = {"line1": "1 Main St", "city": "Austin", "state": "TX", "postalCode": "78701"}
 
 
-async def _check_rounds(http: httpx.AsyncClient, rounds: int, reads: int) -> set[str]:
-    org = (await http.post("/api/v1/organizations", json={"name": "Fresh Dental"})).json()
+async def _clinic(http: httpx.AsyncClient, organization: str, name: str) -> tuple[str, str]:
+    """A new organization with one clinic: (the clinic's item path, the clinic list path)."""
+    org = (await http.post("/api/v1/organizations", json={"name": organization})).json()
     clinic = (
         await http.post(
             f"/api/v1/organizations/{org['id']}/clinics",
-            json={"name": "Clinic 0", "code": "C0", "address": ADDRESS},
+            json={"name": name, "code": "C0", "address": ADDRESS},
         )
     ).json()
-    item, listing = f"/api/v1/clinics/{clinic['id']}", f"/api/v1/organizations/{org['id']}/clinics"
+    return f"/api/v1/clinics/{clinic['id']}", f"/api/v1/organizations/{org['id']}/clinics"
+
+
+async def _check_rounds(http: httpx.AsyncClient, rounds: int, reads: int) -> set[str]:
+    item, listing = await _clinic(http, "Fresh Dental", "Clinic 0")
     seen_cache_states: set[str] = set()
     for round_number in range(1, rounds + 1):
         for _ in range(reads):  # warm every worker's tiers with the current state
@@ -39,9 +44,7 @@ async def _check_rounds(http: httpx.AsyncClient, rounds: int, reads: int) -> set
         for _ in range(reads):
             assert (await http.get(item)).json()["name"] == name
             assert [c["name"] for c in (await http.get(listing)).json()["data"]] == [name]
-            assert (await http.get(f"/api/v1/clinics/{clinic['id']}?fields=name")).json()[
-                "name"
-            ] == name
+            assert (await http.get(f"{item}?fields=name")).json()["name"] == name
     return seen_cache_states
 
 
@@ -85,14 +88,7 @@ async def _lease_scenario(
         admin = await new_key(worker_a)
         a.headers.update(admin)
         b.headers.update(admin)
-        org = (await a.post("/api/v1/organizations", json={"name": "Lease Dental"})).json()
-        clinic = (
-            await a.post(
-                f"/api/v1/organizations/{org['id']}/clinics",
-                json={"name": "Before", "code": "L1", "address": ADDRESS},
-            )
-        ).json()
-        item = f"/api/v1/clinics/{clinic['id']}"
+        item, _ = await _clinic(a, "Lease Dental", "Before")
         assert (await b.get(item)).headers["x-cache"] == "miss"
         assert (await b.get(item)).headers["x-cache"] == "hit"  # B holds a lease now
 
