@@ -39,14 +39,11 @@ class BatchedReader:
         self.requests = 0
 
     async def read(self, keys: list[str]) -> list[Any] | None:
-        return (await self.read_timed(keys))[1]
-
-    async def read_timed(self, keys: list[str]) -> Timed:
-        """Like `read`, with the `clock` time taken just before the shared read was sent."""
-        return await self.submit(keys)
+        return (await self.submit(keys))[1]
 
     def submit(self, keys: list[str]) -> asyncio.Future[Timed]:
-        """Queue a read without waiting for it; the future resolves like `read_timed`."""
+        """Queue a read; the future resolves to `(sent, values)`, where `sent` is the `clock`
+        time taken just before the shared read was sent."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Timed] = loop.create_future()
         self._waiting.append((keys, future))

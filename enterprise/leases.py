@@ -122,7 +122,7 @@ class GenerationLeases:
 
         Values are decoded to `str`; a missing key is None.
         """
-        sent, values = await self._reader.read_timed([self.sequence_key, *keys])
+        sent, values = await self._reader.submit([self.sequence_key, *keys])
         return self._apply(keys, sent, values)
 
     def _renewed(self, future: asyncio.Future[Timed]) -> None:
