@@ -73,6 +73,8 @@ class Lifecycle:
             )
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        # Background reads (lease renewals) hold Redis connections: let them finish first.
+        await self._state.cache.aclose()
         if self._close_mongo:
             await self._state.mongo.close()
         if self._close_redis:

@@ -52,6 +52,11 @@ class BatchedReader:
             self._flusher = loop.create_task(self._flush())
         return future
 
+    async def aclose(self) -> None:
+        """Wait for the reads in flight (their callers may be gone, e.g. lease renewals)."""
+        if self._flusher is not None:
+            await self._flusher
+
     async def _flush(self) -> None:
         try:
             while self._waiting:

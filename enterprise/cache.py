@@ -320,6 +320,10 @@ class ResponseCache:
         if future is not None and not future.done():
             future.set_result(entry)
 
+    async def aclose(self) -> None:
+        """Finish background Redis work before the client is closed."""
+        await self._reader.aclose()
+
     def snapshot(self) -> dict[str, Any]:
         return {
             **self.stats.as_dict(),

@@ -60,3 +60,13 @@ async def test_unavailable_store_and_errors_reach_every_caller() -> None:
     reader = BatchedReader(broken)
     with pytest.raises(RuntimeError, match="boom"):
         await reader.read(["a"])
+
+
+async def test_aclose_waits_for_a_read_nobody_awaits() -> None:
+    store = Store()
+    store.values = {"a": 1}
+    reader = BatchedReader(store.fetch)
+    pending = reader.submit(["a"])  # e.g. a lease renewal: fire and forget
+    await reader.aclose()
+    assert pending.done()
+    assert pending.result()[1] == [1]
