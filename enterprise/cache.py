@@ -47,9 +47,6 @@ class Entry:
     stored_at: float
     ttl: float
 
-    def age(self, now: float) -> float:
-        return now - self.stored_at
-
     def dump(self) -> bytes:
         meta = orjson.dumps([self.etag, self.content_type, self.headers, self.stored_at, self.ttl])
         return _HEADER.pack(len(meta)) + meta + self.body
@@ -278,6 +275,10 @@ class ResponseCache:
             key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds)
         )
         return entry
+
+    def get_local(self, key: str) -> Entry | None:
+        """The in-process tier alone: no await, so callers can act on the answer atomically."""
+        return self._local.get(key, self._clock()) if self.enabled else None
 
     async def put(self, key: str, entry: Entry) -> None:
         if not self.enabled:

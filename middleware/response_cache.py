@@ -46,15 +46,20 @@ class ResponseCacheMiddleware:
             return
         started = time.perf_counter()
         entry = await self._cache.get(target.key)
-        if entry is not None and entry.age(self._cache.now()) <= entry.ttl:
+        now = self._cache.now()
+        if entry is not None and now - entry.stored_at <= entry.ttl:
+            self._serve(req, resp, entry, "hit", started)
+            return
+        # `get` may have waited for Redis while a leader finished and left its entry in the
+        # local tier. Look there again, with no await from here to `lead`, so that one
+        # request computes, not two.
+        entry = self._cache.get_local(target.key) or entry
+        if entry is not None and now - entry.stored_at <= entry.ttl:
             self._serve(req, resp, entry, "hit", started)
             return
         leader = self._cache.lead(target.key)
         if leader is not None:
-            if (
-                entry is not None
-                and entry.age(self._cache.now()) <= entry.ttl + self._cache.stale_seconds
-            ):
+            if entry is not None and now - entry.stored_at <= entry.ttl + self._cache.stale_seconds:
                 self._serve(req, resp, entry, "stale", started)
                 return
             try:

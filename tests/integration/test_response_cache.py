@@ -113,6 +113,54 @@ async def test_stale_entry_is_served_while_one_request_refreshes(redis_client: A
         assert (refreshed.headers["x-cache"], refreshed.json()) == ("hit", {"call": 2})
 
 
+class RedisReadsThatReturnLate:
+    """The real Redis client, except that a GET's answer is held back while `hold` is set:
+    the read happens in Redis at once, its answer reaches the app only later."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self.hold: asyncio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+    async def get(self, key: str) -> Any:
+        value = await self._redis.get(key)
+        if self.hold is not None:
+            await self.hold.wait()
+        return value
+
+
+async def test_a_miss_that_read_redis_while_the_leader_finished_computes_nothing(
+    redis_client: Any,
+) -> None:
+    redis = RedisReadsThatReturnLate(redis_client)
+    cache = ResponseCache(
+        redis,
+        make_breaker("redis-test-race", failure_threshold=5, reset_timeout=5),
+        namespace=f"race_{uuid.uuid4().hex[:8]}",
+    )
+    target = CacheTarget(key=f"r:race-{uuid.uuid4().hex}", ttl=30, list_etag=None)
+
+    async def describe(req: Any, resource: object, params: dict[str, Any]) -> CacheTarget:
+        return target
+
+    resource = SlowResource()
+    app = falcon.asgi.App(middleware=[ResponseCacheMiddleware(cache, describe)])
+    app.add_route("/slow", resource)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        leader = asyncio.create_task(client.get("/slow"))
+        await asyncio.sleep(0.05)  # the leader is computing (100 ms)
+        redis.hold = asyncio.Event()
+        late = asyncio.create_task(client.get("/slow"))  # reads Redis now: nothing there yet
+        assert (await leader).headers["x-cache"] == "miss"  # stored and finished
+        redis.hold.set()  # the late request learns "not in Redis" only now
+        answer = await late
+    assert resource.calls == 1
+    assert (answer.headers["x-cache"], answer.json()) == ("hit", {"call": 1})
+
+
 async def test_write_invalidates_by_generation_without_scanning(
     client: httpx.AsyncClient, admin: dict[str, str], redis_client: Any, settings: Settings
 ) -> None:
