@@ -201,10 +201,10 @@ class ResponseCache:
 
     async def generations(self, names: Sequence[str]) -> str:
         """The key material for `names`: Redis generations, or local ones when degraded."""
-        keys = [self._epoch, *(self._gen + n for n in names)]
+        keys = (self._epoch, *[self._gen + name for name in names])
         leased = self._leases.cached(keys) or await self._leases.after_renewal(keys)
         if leased is not None:
-            return "r:" + ".".join(leased)
+            return "r:" + leased
         values = await self._leases.read(keys)
         if values is None:
             return "l:" + ".".join(str(self._local_generations.get(n, 0)) for n in names)
@@ -354,34 +354,57 @@ class CacheTargets:
     Resources declare `cache_policy(req, params) -> (generation names, ttl, is_list)`. The key
     covers the generations, the caller's role and tenant, the path and the normalised query,
     so a hit can never cross tenants or roles.
+
+    A target depends on nothing else (a policy depends on the route only), so targets are
+    also remembered, up to `max_remembered`, by generations, scope, path and raw query: a
+    repeated request does no hashing.
     """
 
-    def __init__(self, cache: ResponseCache) -> None:
+    def __init__(self, cache: ResponseCache, *, max_remembered: int = 10_000) -> None:
         self._cache = cache
+        self._remembered: dict[tuple[str, str, str, str], CacheTarget] = {}
+        self._max_remembered = max_remembered
 
     async def describe(
         self, req: Any, resource: object, params: dict[str, Any]
     ) -> CacheTarget | None:
-        if hasattr(req.context, "cache_target"):
-            target: CacheTarget | None = req.context.cache_target
+        context = req.context
+        if "cache_target" in context:
+            target: CacheTarget | None = context.cache_target
             return target
         target = None
         policy = getattr(resource, "cache_policy", None)
-        principal = getattr(req.context, "principal", None)
+        principal = context.get("principal")
         if policy is not None and principal is not None:
             decided = policy(req, params)
             # Lists need generations for their ETag; items only for a cache key.
             if decided is not None and (decided[2] or self._cache.enabled):
                 names, ttl, is_list = decided
                 generations = await self._cache.generations(names)
-                params = req.params
-                query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
-                material = f"{generations}|{principal.cache_scope}|{req.path}?{query}"
-                digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
-                target = CacheTarget(
-                    key=f"{generations[0]}:{digest}",
-                    ttl=float(ttl),
-                    list_etag=list_etag(material) if is_list else None,
-                )
-        req.context.cache_target = target
+                known = (generations, principal.cache_scope, req.path, req.query_string)
+                target = self._remembered.get(known)
+                if target is None:
+                    target = _target(generations, known, req.params, float(ttl), is_list)
+                    if len(self._remembered) >= self._max_remembered:
+                        self._remembered = {}
+                    self._remembered[known] = target
+        context.cache_target = target
         return target
+
+
+def _target(
+    generations: str,
+    known: tuple[str, str, str, str],
+    params: dict[str, Any],
+    ttl: float,
+    is_list: bool,
+) -> CacheTarget:
+    _, scope, path, _ = known
+    query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
+    material = f"{generations}|{scope}|{path}?{query}"
+    digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
+    return CacheTarget(
+        key=f"{generations[0]}:{digest}",
+        ttl=ttl,
+        list_etag=list_etag(material) if is_list else None,
+    )

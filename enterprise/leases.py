@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from enterprise.batching import BatchedReader, Timed
@@ -71,6 +71,9 @@ class GenerationLeases:
         self._clock = clock
         self._sequence: Any = None
         self._known: dict[str, str] = {}
+        # Joined values per key tuple, valid as long as `_known` is: under one write
+        # sequence no generation changes, so a request's token is one dict lookup.
+        self._joined: dict[tuple[str, ...], str] = {}
         self._valid_until = 0.0
         self._newest_sent = float("-inf")
         self.sequence_missing = False
@@ -79,8 +82,8 @@ class GenerationLeases:
         self.lapses = 0  # lookups that found the lease lapsed (every lookup when leases are off)
         self.renewals = 0
 
-    def cached(self, keys: list[str]) -> list[str] | None:
-        """The values of `keys` if all are known and leased; None means: read them.
+    def cached(self, keys: tuple[str, ...]) -> str | None:
+        """The values of `keys` joined with ".", if all are known and leased; None: read them.
 
         Once a quarter of a lease has passed, one background read of the sequence alone
         renews it, so a steady stream of requests does not wait for renewals.
@@ -93,15 +96,20 @@ class GenerationLeases:
             self.renewals += 1
             self._renewal = self._reader.submit([self.sequence_key])
             self._renewal.add_done_callback(self._renewed)
-        known = self._known
-        try:
-            values = [known[key] for key in keys]
-        except KeyError:  # not read under the current sequence yet
-            return None
+        joined = self._joined.get(keys)
+        if joined is None:
+            known = self._known
+            try:
+                joined = ".".join([known[key] for key in keys])
+            except KeyError:  # not read under the current sequence yet
+                return None
+            if len(self._joined) >= self._max_keys:
+                self._joined = {}
+            self._joined[keys] = joined
         self.hits += 1
-        return values
+        return joined
 
-    async def after_renewal(self, keys: list[str]) -> list[str] | None:
+    async def after_renewal(self, keys: tuple[str, ...]) -> str | None:
         """For a request that found the lease lapsed: wait for the renewal in flight, if any,
         and try the lease again. None means: read for yourself.
 
@@ -117,7 +125,7 @@ class GenerationLeases:
             return None
         return self.cached(keys)
 
-    async def read(self, keys: list[str]) -> list[str | None] | None:
+    async def read(self, keys: Sequence[str]) -> list[str | None] | None:
         """Read `keys` from Redis (batched); renews the lease. None when Redis is unavailable.
 
         Values are decoded to `str`; a missing key is None.
@@ -136,7 +144,7 @@ class GenerationLeases:
         self._apply([], sent, values)
 
     def _apply(
-        self, keys: list[str], sent: float, values: list[Any] | None
+        self, keys: Sequence[str], sent: float, values: list[Any] | None
     ) -> list[str | None] | None:
         if values is None:
             self.forget()
@@ -148,7 +156,7 @@ class GenerationLeases:
         # Only the newest read may move the lease (batches resolve in order, but be sure).
         if self.lease_s > 0 and sequence is not None and sent >= self._newest_sent:
             if sequence != self._sequence or len(self._known) + len(keys) > self._max_keys:
-                self._known = {}
+                self._known, self._joined = {}, {}
                 self._sequence = sequence
             self._newest_sent = sent
             self._valid_until = sent + self.lease_s
@@ -159,7 +167,7 @@ class GenerationLeases:
 
     def forget(self) -> None:
         """Drop everything remembered (this worker wrote, or Redis failed)."""
-        self._known = {}
+        self._known, self._joined = {}, {}
         self._sequence = None
         self._valid_until = 0.0
 
