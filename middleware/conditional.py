@@ -18,6 +18,7 @@ from falcon.asgi import Request, Response
 
 ENCODING_SUFFIXES = ("-br", "-gzip")
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD"})
 REVALIDATE = "private, max-age=0, must-revalidate"
 
 
@@ -73,11 +74,12 @@ class ConditionalMiddleware:
     async def process_resource(
         self, req: Request, resp: Response, resource: object, params: dict[str, Any]
     ) -> None:
-        req.context.if_match = parse_tags(req.get_header("If-Match"))
-        if req.method in WRITE_METHODS:
+        method = req.method
+        if method in WRITE_METHODS:
+            req.context.if_match = if_match = parse_tags(req.get_header("If-Match"))
             if (
                 self._require_if_match
-                and req.context.if_match is None
+                and if_match is None
                 and getattr(resource, "conditional_writes", False)
             ):
                 raise falcon.HTTPPreconditionRequired(
@@ -85,7 +87,7 @@ class ConditionalMiddleware:
                     description="send If-Match with the ETag you last read",
                 )
             return
-        if req.method not in ("GET", "HEAD") or resource is None:
+        if method not in READ_METHODS or resource is None:
             return
         target = await self._describe(req, resource, params)
         list_etag = getattr(target, "list_etag", None)
@@ -96,30 +98,33 @@ class ConditionalMiddleware:
         tags = parse_tags(req.get_header("If-None-Match"))
         matched = matching_tag(tags, list_etag) if tags else None
         if matched is not None:
-            resp.status = falcon.HTTP_304
-            resp.etag = matched
             resp.set_header("Cache-Control", REVALIDATE)
+            _not_modified(resp, matched, list_etag)
             resp.complete = True
-            req.context.revalidated = True
 
     async def process_response(
         self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
-        if req.method not in ("GET", "HEAD") or resp.status_code not in (200, 304) or not resp.etag:
+        etag = resp.etag
+        # A 304 from process_resource is complete; only a 200 can still become one.
+        if not etag or resp.status_code != 200 or req.method not in READ_METHODS:
             return
         # Clients (and shared caches) must revalidate: the validator is cheap to check.
         if resp.get_header("Cache-Control") is None:
             resp.set_header("Cache-Control", REVALIDATE)
-        if resp.status_code != 200:
-            return
         tags = parse_tags(req.get_header("If-None-Match"))
-        if tags is None:
-            return
-        matched = matching_tag(tags, resp.etag)
+        matched = matching_tag(tags, etag) if tags else None
         if matched is not None:
-            resp.status = falcon.HTTP_304
-            resp.etag = matched
-            resp.data = None
-            resp.text = None
-            resp.media = None
-            req.context.revalidated = True
+            _not_modified(resp, matched, etag)
+
+
+def _not_modified(resp: Response, matched: str, current: str) -> None:
+    """Turn `resp` into a 304 (RFC 9110 §15.4.5): it keeps its caching headers, and loses
+    its body and representation metadata such as Content-Type."""
+    resp.status = falcon.HTTP_304
+    if matched != current:  # the client's tag names the content coding it holds (-br, -gzip)
+        resp.etag = matched
+    resp.content_type = None
+    resp.data = None
+    resp.text = None
+    resp.media = None

@@ -55,8 +55,12 @@ async def test_if_none_match_on_item(
     )
     assert answer.status_code == expected
     if expected == 304:
+        # RFC 9110 §15.4.5: the validator and caching headers of the 200, no representation
         assert answer.content == b""
-        assert "etag" in answer.headers
+        assert answer.headers["etag"] == (tag if header != "W/{tag}" else f"W/{tag}")
+        assert answer.headers["cache-control"] == "private, max-age=0, must-revalidate"
+        assert answer.headers["vary"] == "Accept-Encoding"
+        assert "content-type" not in answer.headers
 
 
 async def test_head_revalidates_like_get(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
@@ -94,6 +98,9 @@ async def test_list_revalidation_needs_no_mongodb(settings: Settings, redis_clie
             )
             assert again.status_code == 304
             assert commands == []  # answered from generations in Redis, no MongoDB call
+            assert again.headers["etag"] == tag
+            assert again.headers["cache-control"] == "private, max-age=0, must-revalidate"
+            assert "content-type" not in again.headers
             await _org(client, admin, "Another Group")  # a write moves the generation
             fresh = await client.get(
                 "/api/v1/organizations", headers={**admin, **IDENTITY, "If-None-Match": tag}
