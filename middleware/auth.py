@@ -30,15 +30,15 @@ class AuthMiddleware:
         req.context.principal = None
         if req.path.startswith(self._public) or req.method == "OPTIONS":
             return
-        header = req.get_header("Authorization") or ""
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        scheme, _, key = (req.get_header("Authorization") or "").partition(" ")
+        key = key.strip()
+        if not key or scheme.lower() != "bearer":
             raise falcon.HTTPUnauthorized(
                 title="Unauthorized",
                 description="send an API key as `Authorization: Bearer <key>`",
                 challenges=["Bearer"],
             )
-        principal = await self._authenticate(key.strip())
+        principal = await self._authenticate(key)
         if principal is None:
             raise falcon.HTTPUnauthorized(
                 title="Unauthorized",

@@ -9,11 +9,12 @@ so a validator never names two different byte sequences.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import brotli
 
@@ -94,26 +95,35 @@ def negotiate(accept_encoding: str | None) -> str | None:
     return None
 
 
-def _header(headers: Headers, name: bytes) -> bytes | None:
+@functools.lru_cache(maxsize=256)
+def _negotiated(raw_accept: bytes | None) -> str | None:
+    """`negotiate` per raw header value: clients send the same few values over and over."""
+    return negotiate(raw_accept.decode("latin-1") if raw_accept is not None else None)
+
+
+# ASGI header names are lower-case, in requests and in responses (ASGI HTTP spec).
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     for key, value in headers:
-        if key.lower() == name:
+        if key == name:
             return value
     return None
 
 
 def _with_vary(headers: Headers) -> Headers:
     """Add Accept-Encoding to Vary, merging with an existing Vary and never duplicating."""
-    for key, value in headers:
-        if key.lower() != b"vary":
-            continue
-        tokens = [token.strip().lower() for token in value.split(b",")]
-        if b"*" in tokens or b"accept-encoding" in tokens:
-            return headers
+    first = None
     for index, (key, value) in enumerate(headers):
-        if key.lower() == b"vary":
-            merged = value + b", Accept-Encoding" if value.strip() else b"Accept-Encoding"
-            return [*headers[:index], (key, merged), *headers[index + 1 :]]
-    return [*headers, (b"vary", b"Accept-Encoding")]
+        if key == b"vary":
+            tokens = [token.strip().lower() for token in value.split(b",")]
+            if b"*" in tokens or b"accept-encoding" in tokens:
+                return headers
+            if first is None:
+                first = index
+    if first is None:
+        return [*headers, (b"vary", b"Accept-Encoding")]
+    key, value = headers[first]
+    merged = value + b", Accept-Encoding" if value.strip() else b"Accept-Encoding"
+    return [*headers[:first], (key, merged), *headers[first + 1 :]]
 
 
 def _suffixed_etag(etag: bytes, encoding: str) -> bytes:
@@ -161,8 +171,7 @@ class CompressionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        raw_accept = _header(list(scope.get("headers", ())), b"accept-encoding")
-        encoding = negotiate(raw_accept.decode("latin-1") if raw_accept is not None else None)
+        encoding = _negotiated(_header(scope.get("headers", ()), b"accept-encoding"))
         is_head = scope.get("method") == "HEAD"
         start: Message | None = None
         chunks: list[bytes] = []
@@ -216,10 +225,9 @@ class CompressionMiddleware:
 def _encoded_headers(headers: Headers, encoding: str, length: int) -> Headers:
     result: Headers = []
     for key, value in headers:
-        name = key.lower()
-        if name == b"content-length":
+        if key == b"content-length":
             continue
-        if name == b"etag":
+        if key == b"etag":
             value = _suffixed_etag(value, encoding)
         result.append((key, value))
     result.append((b"content-encoding", encoding.encode("ascii")))

@@ -133,10 +133,10 @@ class RequestContextMiddleware:
 
         async def send_with_context(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [
+                headers = [  # ASGI response header names are lower-case
                     (name, value)
                     for name, value in message.get("headers", ())
-                    if name.lower() != _REQUEST_ID_HEADER
+                    if name != _REQUEST_ID_HEADER
                 ]
                 headers.append((_REQUEST_ID_HEADER, request_id.encode("ascii")))
                 headers.append((b"server-timing", timings.server_timing().encode("ascii")))
