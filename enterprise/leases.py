@@ -85,14 +85,15 @@ class GenerationLeases:
     def cached(self, keys: tuple[str, ...]) -> str | None:
         """The values of `keys` joined with ".", if all are known and leased; None: read them.
 
-        Once a quarter of a lease has passed, one background read of the sequence alone
-        renews it, so a steady stream of requests does not wait for renewals.
+        Once half a lease has passed, one background read of the sequence alone renews it,
+        so a steady stream of requests does not wait for renewals. (Half leaves the renewal
+        `lease_s / 2` to come back, many round trips; sooner would only read Redis more.)
         """
         now = self._clock()
         if now >= self._valid_until:
             self.lapses += 1
             return None
-        if now >= self._valid_until - self.lease_s * 0.75 and self._renewal is None:
+        if now >= self._valid_until - self.lease_s * 0.5 and self._renewal is None:
             self.renewals += 1
             self._renewal = self._reader.submit([self.sequence_key])
             self._renewal.add_done_callback(self._renewed)

@@ -152,9 +152,13 @@ async def test_a_request_that_finds_the_lease_lapsed_waits_for_the_renewal_in_fl
     await leases.read(["a"])  # sent at 100.000: leased until 100.010
     store.gate = asyncio.Event()
     clock.now = 100.004
-    assert leases.cached(("a",)) == "10"  # past a quarter: a renewal is submitted ...
+    assert leases.cached(("a",)) == "10"  # before half the lease: no renewal yet
+    assert leases.renewals == 0
+    clock.now = 100.006
+    assert leases.cached(("a",)) == "10"  # past half: a renewal is submitted ...
+    assert leases.renewals == 1
     for _ in range(3):
-        await asyncio.sleep(0)  # ... and sent at 100.004 (leased until 100.014 once answered)
+        await asyncio.sleep(0)  # ... and sent at 100.006 (leased until 100.016 once answered)
     clock.now = 100.011
     assert leases.cached(("a",)) is None  # lapsed while the renewal is still in flight
     waiting = asyncio.create_task(leases.after_renewal(("a",)))
