@@ -257,13 +257,19 @@ class ResponseCache:
 
     # -- entries ----------------------------------------------------------------------
 
-    async def get(self, key: str) -> Entry | None:
+    def get_local(self, key: str) -> Entry | None:
+        """The in-process tier alone: no await, so callers can act on the answer atomically."""
         if not self.enabled:
             return None
-        now = self._clock()
-        entry = self._local.get(key, now)
+        entry = self._local.get(key, self._clock())
         if entry is not None:
             self.stats.local_hits += 1
+        return entry
+
+    async def get(self, key: str) -> Entry | None:
+        """The in-process tier, then Redis (an entry found there is kept in process)."""
+        entry = self.get_local(key)
+        if entry is not None or not self.enabled:
             return entry
         if key.startswith("l:") or self.degraded and self._redis is None:
             return None
@@ -271,14 +277,11 @@ class ResponseCache:
         if not isinstance(raw, bytes):
             return None
         entry = Entry.load(raw)
+        now = self._clock()
         self._local.put(
             key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds)
         )
         return entry
-
-    def get_local(self, key: str) -> Entry | None:
-        """The in-process tier alone: no await, so callers can act on the answer atomically."""
-        return self._local.get(key, self._clock()) if self.enabled else None
 
     async def put(self, key: str, entry: Entry) -> None:
         if not self.enabled:

@@ -1,7 +1,8 @@
 """Conditional requests (RFC 9110 §13): If-None-Match → 304, If-Match → 412/428.
 
-* GET/HEAD: after the resource (or the response cache) produced a representation with an
-  ETag, a matching `If-None-Match` (weak comparison, lists, `*`) turns it into a 304.
+* GET/HEAD: after the resource produced a representation with an ETag, a matching
+  `If-None-Match` (weak comparison, lists, `*`) turns it into a 304. The response cache uses
+  `revalidation` and `not_modified` to answer a hit's revalidation without its body.
 * Lists: a `describe` hook yields the list's validator from collection generations before
   any database work, so a matching `If-None-Match` is answered 304 without MongoDB.
 * Writes: `If-Match` is parsed into `req.context.if_match` for the service's compare-and-set
@@ -52,6 +53,28 @@ def matching_tag(tags: list[str], current: str) -> str | None:
     return None
 
 
+def revalidation(req: Request, current: str) -> str | None:
+    """The tag to answer 304 with, if the request's If-None-Match matches `current`."""
+    tags = parse_tags(req.get_header("If-None-Match"))
+    return matching_tag(tags, current) if tags else None
+
+
+def not_modified(resp: Response, matched: str) -> None:
+    """Make `resp` a 304 (RFC 9110 §15.4.5): the validator and caching headers of the 200,
+    no body and no representation metadata such as Content-Type.
+
+    `matched` is the client's tag: it names the content coding the client holds (-br, -gzip).
+    """
+    resp.status = falcon.HTTP_304
+    resp.etag = matched
+    if resp.get_header("Cache-Control") is None:
+        resp.set_header("Cache-Control", REVALIDATE)
+    resp.content_type = None
+    resp.data = None
+    resp.text = None
+    resp.media = None
+
+
 class ConditionalMiddleware:
     """Answers revalidations and prepares write preconditions.
 
@@ -95,36 +118,21 @@ class ConditionalMiddleware:
             return
         # Set before the resource runs, so the response cache stores it with the body.
         resp.etag = list_etag
-        tags = parse_tags(req.get_header("If-None-Match"))
-        matched = matching_tag(tags, list_etag) if tags else None
+        matched = revalidation(req, list_etag)
         if matched is not None:
-            resp.set_header("Cache-Control", REVALIDATE)
-            _not_modified(resp, matched, list_etag)
+            not_modified(resp, matched)
             resp.complete = True
 
     async def process_response(
         self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
         etag = resp.etag
-        # A 304 from process_resource is complete; only a 200 can still become one.
+        # A 304 made earlier (here, or by the response cache) is complete already.
         if not etag or resp.status_code != 200 or req.method not in READ_METHODS:
             return
         # Clients (and shared caches) must revalidate: the validator is cheap to check.
         if resp.get_header("Cache-Control") is None:
             resp.set_header("Cache-Control", REVALIDATE)
-        tags = parse_tags(req.get_header("If-None-Match"))
-        matched = matching_tag(tags, etag) if tags else None
+        matched = revalidation(req, etag)
         if matched is not None:
-            _not_modified(resp, matched, etag)
-
-
-def _not_modified(resp: Response, matched: str, current: str) -> None:
-    """Turn `resp` into a 304 (RFC 9110 §15.4.5): it keeps its caching headers, and loses
-    its body and representation metadata such as Content-Type."""
-    resp.status = falcon.HTTP_304
-    if matched != current:  # the client's tag names the content coding it holds (-br, -gzip)
-        resp.etag = matched
-    resp.content_type = None
-    resp.data = None
-    resp.text = None
-    resp.media = None
+            not_modified(resp, matched)

@@ -17,6 +17,7 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
+from middleware.conditional import not_modified, revalidation
 from middleware.request_context import record_timing
 
 logger = logging.getLogger(__name__)
@@ -81,11 +82,15 @@ class ResponseCacheMiddleware:
             self._cache.stats.stale += 1
         else:
             self._cache.stats.hits += 1
-        resp.data = entry.body
-        resp.content_type = entry.content_type
-        resp.etag = entry.etag
-        for name, value in entry.headers:
-            resp.set_header(name, value)
+        matched = revalidation(req, entry.etag) if entry.etag else None
+        if matched is not None:
+            not_modified(resp, matched)  # the entry's ETag suffices: no body to set
+        else:
+            resp.data = entry.body
+            resp.content_type = entry.content_type
+            resp.etag = entry.etag
+            for name, value in entry.headers:
+                resp.set_header(name, value)
         resp.set_header("X-Cache", state)
         resp.complete = True
         record_timing("cache", (time.perf_counter() - started) * 1000)

@@ -61,6 +61,7 @@ async def test_if_none_match_on_item(
         assert answer.headers["cache-control"] == "private, max-age=0, must-revalidate"
         assert answer.headers["vary"] == "Accept-Encoding"
         assert "content-type" not in answer.headers
+        assert answer.headers["x-cache"] == "hit"  # answered from the cached entry's ETag
 
 
 async def test_head_revalidates_like_get(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
