@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import falcon.asgi
@@ -84,14 +86,19 @@ class SlowResource:
         resp.data = f'{{"call": {self.calls}}}'.encode()
 
 
-async def test_stale_entry_is_served_while_one_request_refreshes(redis_client: Any) -> None:
+@asynccontextmanager
+async def slow_cached(
+    redis: Any, *, ttl: float, stale_seconds: float = 30.0
+) -> AsyncIterator[tuple[httpx.AsyncClient, SlowResource]]:
+    """`SlowResource` at /slow behind the response cache alone, with one cache target."""
+    name = uuid.uuid4().hex[:8]
     cache = ResponseCache(
-        redis_client,
-        make_breaker("redis-test", failure_threshold=5, reset_timeout=5),
-        stale_seconds=60,
-        namespace=f"swr_{uuid.uuid4().hex[:8]}",
+        redis,
+        make_breaker(f"redis-test-{name}", failure_threshold=5, reset_timeout=5),
+        stale_seconds=stale_seconds,
+        namespace=f"slow_{name}",
     )
-    target = CacheTarget(key=f"r:swr-{uuid.uuid4().hex}", ttl=0.5, list_etag=None)
+    target = CacheTarget(key=f"r:slow-{uuid.uuid4().hex}", ttl=ttl, list_etag=None)
 
     async def describe(req: Any, resource: object, params: dict[str, Any]) -> CacheTarget:
         return target
@@ -101,6 +108,11 @@ async def test_stale_entry_is_served_while_one_request_refreshes(redis_client: A
     app.add_route("/slow", resource)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        yield client, resource
+
+
+async def test_stale_entry_is_served_while_one_request_refreshes(redis_client: Any) -> None:
+    async with slow_cached(redis_client, ttl=0.5, stale_seconds=60) as (client, resource):
         first = await client.get("/slow")
         assert (first.headers["x-cache"], first.json()) == ("miss", {"call": 1})
         await asyncio.sleep(0.6)  # past the TTL, inside the stale window
@@ -135,21 +147,7 @@ async def test_a_miss_that_read_redis_while_the_leader_finished_computes_nothing
     redis_client: Any,
 ) -> None:
     redis = RedisReadsThatReturnLate(redis_client)
-    cache = ResponseCache(
-        redis,
-        make_breaker("redis-test-race", failure_threshold=5, reset_timeout=5),
-        namespace=f"race_{uuid.uuid4().hex[:8]}",
-    )
-    target = CacheTarget(key=f"r:race-{uuid.uuid4().hex}", ttl=30, list_etag=None)
-
-    async def describe(req: Any, resource: object, params: dict[str, Any]) -> CacheTarget:
-        return target
-
-    resource = SlowResource()
-    app = falcon.asgi.App(middleware=[ResponseCacheMiddleware(cache, describe)])
-    app.add_route("/slow", resource)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+    async with slow_cached(redis, ttl=30) as (client, resource):
         leader = asyncio.create_task(client.get("/slow"))
         await asyncio.sleep(0.05)  # the leader is computing (100 ms)
         redis.hold = asyncio.Event()
