@@ -156,6 +156,11 @@ class ResponseCache:
             return None
         try:
             with self._breaker.calling():
+                if self.stats.degraded_since is not None:
+                    # Back from an outage: retire what was cached before it *first*. A read
+                    # sent before the epoch moves would return the old generations, and with
+                    # them entries older than writes acknowledged during the outage.
+                    await self._recover()
                 result = await call(self._redis)
         except pybreaker.CircuitBreakerError:
             self._enter_degraded()
@@ -165,8 +170,6 @@ class ResponseCache:
             self._enter_degraded()
             logger.warning("cache: Redis call failed, using the in-process tier: %s", ex)
             return None
-        if self.stats.degraded_since is not None:
-            await self._recover()
         return result
 
     def _enter_degraded(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
 from enterprise.app import create_app
 from enterprise.settings import Settings
@@ -125,3 +126,34 @@ async def test_multi_worker_write_without_redis_is_refused_not_lost(
         restore.start("redis")
         current = await client.get(url, headers={**admin, "Cache-Control": "no-cache"})
         assert (current.json()["name"], current.json()["version"]) == ("Clinic 0", 1)
+
+
+async def test_a_write_redis_never_heard_of_is_not_hidden_when_it_returns(
+    fault_settings: Settings, restore: FaultStack
+) -> None:
+    """Redis unreachable (paused, so it keeps its data) while a write is acknowledged: the
+    write's generations never reached Redis, so what Redis cached before would look current.
+    The epoch moved on its return retires it: no GET after the 2xx sees the old data."""
+    pauser = redis.asyncio.from_url(fault_settings.redis_url)
+    app = create_app(fault_settings)
+    try:
+        async with await make_client(app) as client:
+            admin = await new_key(app)
+            _, clinics = await _seed(client, admin)
+            url = f"/api/v1/clinics/{clinics[0]}"
+            await client.get(url, headers=admin)  # stored in both tiers
+            assert (await client.get(url, headers=admin)).headers["x-cache"] == "hit"
+            await pauser.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+            written = await client.patch(url, json={"name": "Renamed offline"}, headers=admin)
+            assert written.status_code == 200
+            assert app.state.cache.snapshot()["degraded"] is True
+            names = []
+            give_up = time.monotonic() + 10
+            while app.state.cache.snapshot()["degraded"] and time.monotonic() < give_up:
+                names.append((await client.get(url, headers=admin)).json()["name"])
+                await asyncio.sleep(0.1)
+            assert app.state.cache.snapshot()["degraded"] is False, "Redis never came back"
+            names.append((await client.get(url, headers=admin)).json()["name"])
+    finally:
+        await pauser.aclose()
+    assert set(names) == {"Renamed offline"}, names
