@@ -65,18 +65,12 @@ class ApiKeysService:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         # Single flight: when an entry expires under load, one lookup serves every waiter.
-        pending = self._lookups.get(raw_key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        lookup = asyncio.ensure_future(self._lookup(raw_key))
-        self._lookups[raw_key] = lookup
-        try:
-            return await asyncio.shield(lookup)
-        finally:
-            if lookup.done():
-                self._lookups.pop(raw_key, None)
-            else:  # this caller was cancelled; the lookup finishes for the others
-                lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
+        # Shielded, so a waiter cancelled by its deadline does not cancel it for the others.
+        lookup = self._lookups.get(raw_key)
+        if lookup is None:
+            lookup = self._lookups[raw_key] = asyncio.ensure_future(self._lookup(raw_key))
+            lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
+        return await asyncio.shield(lookup)
 
     async def _lookup(self, raw_key: str) -> Principal | None:
         document = await self._repository.by_hash(key_hash(raw_key))
