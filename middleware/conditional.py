@@ -55,13 +55,18 @@ def matching_tag(tags: list[str], current: str) -> str | None:
 
 def revalidation(req: Request, current: str) -> str | None:
     """The tag to answer 304 with, if the request's If-None-Match matches `current`."""
-    tags = parse_tags(req.get_header("If-None-Match"))
+    value = req.get_header("If-None-Match")
+    if value is None:
+        return None
+    if value == current:  # the usual case: the one tag we sent, echoed back as it was
+        return current
+    tags = parse_tags(value)
     return matching_tag(tags, current) if tags else None
 
 
 def not_modified(resp: Response, matched: str) -> None:
-    """Make `resp` a 304 (RFC 9110 §15.4.5): the validator and caching headers of the 200,
-    no body and no representation metadata such as Content-Type.
+    """Make `resp`, which holds no representation yet, a 304 (RFC 9110 §15.4.5): the
+    validator and caching headers of the 200, no body and no Content-Type.
 
     `matched` is the client's tag: it names the content coding the client holds (-br, -gzip).
     """
@@ -69,6 +74,10 @@ def not_modified(resp: Response, matched: str) -> None:
     resp.etag = matched
     if resp.get_header("Cache-Control") is None:
         resp.set_header("Cache-Control", REVALIDATE)
+
+
+def _drop_representation(resp: Response) -> None:
+    """A 304 made from a 200 the resource rendered carries none of its representation."""
     resp.content_type = None
     resp.data = None
     resp.text = None
@@ -136,3 +145,4 @@ class ConditionalMiddleware:
         matched = revalidation(req, etag)
         if matched is not None:
             not_modified(resp, matched)
+            _drop_representation(resp)
