@@ -202,10 +202,20 @@ class ResponseCache:
 
     # -- generations ------------------------------------------------------------------
 
-    async def generations(self, names: Sequence[str]) -> str:
-        """The key material for `names`: Redis generations, or local ones when degraded."""
-        keys = (self._epoch, *[self._gen + name for name in names])
-        leased = self._leases.cached(keys) or await self._leases.after_renewal(keys)
+    def generation_keys(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The Redis keys whose values make up the key material for `names`."""
+        return (self._epoch, *[self._gen + name for name in names])
+
+    def leased(self, keys: tuple[str, ...]) -> str | None:
+        """The key material for `keys` from the generation lease, with no await (most
+        requests); None: ask `generations`."""
+        joined = self._leases.cached(keys)
+        return None if joined is None else "r:" + joined
+
+    async def generations(self, names: Sequence[str], keys: tuple[str, ...]) -> str:
+        """The key material for `names` (whose keys are `keys`) when `leased` had none:
+        Redis generations, or local ones when degraded."""
+        leased = await self._leases.after_renewal(keys)
         if leased is not None:
             return "r:" + leased
         values = await self._leases.read(keys)
@@ -269,12 +279,9 @@ class ResponseCache:
             self.stats.local_hits += 1
         return entry
 
-    async def get(self, key: str) -> Entry | None:
-        """The in-process tier, then Redis (an entry found there is kept in process)."""
-        entry = self.get_local(key)
-        if entry is not None or not self.enabled:
-            return entry
-        if key.startswith("l:") or self.degraded and self._redis is None:
+    async def get_remote(self, key: str) -> Entry | None:
+        """Redis alone (for a key the in-process tier lacks); the entry is then kept in process."""
+        if not self.enabled or key.startswith("l:") or self.degraded and self._redis is None:
             return None
         raw = await self._redis_call(lambda r: r.get(self._entry + key))
         if not isinstance(raw, bytes):
@@ -354,6 +361,36 @@ class CacheTarget(NamedTuple):  # built on every cacheable request: a tuple is c
     list_etag: str | None
 
 
+Route = tuple[str, str, str]  # (caller's cache scope, path, raw query string)
+_UNPLANNED: Any = object()  # a route not seen yet (None: seen, and not cacheable)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What every request of one route shares: its generation keys, TTL and kind, and the
+    target for the generations it last saw (they change only when something is written)."""
+
+    names: list[str]
+    keys: tuple[str, ...]
+    ttl: float
+    is_list: bool
+    token: str | None = None
+    target: CacheTarget | None = None
+
+    def aim(self, token: str, route: Route, params: dict[str, Any]) -> CacheTarget:
+        scope, path, _ = route
+        query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
+        material = f"{token}|{scope}|{path}?{query}"
+        digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
+        self.target = target = CacheTarget(
+            key=f"{token[0]}:{digest}",
+            ttl=self.ttl,
+            list_etag=list_etag(material) if self.is_list else None,
+        )
+        self.token = token
+        return target
+
+
 class CacheTargets:
     """Turns a request into its cache target; memoised on the request.
 
@@ -361,14 +398,14 @@ class CacheTargets:
     covers the generations, the caller's role and tenant, the path and the normalised query,
     so a hit can never cross tenants or roles.
 
-    A target depends on nothing else (a policy depends on the route only), so targets are
-    also remembered, up to `max_remembered`, by generations, scope, path and raw query: a
-    repeated request does no hashing.
+    A policy depends on the route only, so what it decides is remembered per (scope, path,
+    raw query), up to `max_remembered` routes, together with the target of the generations
+    last seen: a repeated request calls no policy and hashes nothing.
     """
 
     def __init__(self, cache: ResponseCache, *, max_remembered: int = 10_000) -> None:
         self._cache = cache
-        self._remembered: dict[tuple[str, str, str, str], CacheTarget] = {}
+        self._plans: dict[Route, _Plan | None] = {}
         self._max_remembered = max_remembered
 
     async def describe(
@@ -379,38 +416,30 @@ class CacheTargets:
             target: CacheTarget | None = context.cache_target
             return target
         target = None
-        policy = getattr(resource, "cache_policy", None)
         principal = context.get("principal")
-        if policy is not None and principal is not None:
-            decided = policy(req, params)
+        if principal is not None:
+            route = (principal.cache_scope, req.path, req.query_string)
+            plan = self._plans.get(route, _UNPLANNED)
+            if plan is _UNPLANNED:
+                plan = self._plan(route, req, resource, params)
             # Lists need generations for their ETag; items only for a cache key.
-            if decided is not None and (decided[2] or self._cache.enabled):
-                names, ttl, is_list = decided
-                generations = await self._cache.generations(names)
-                known = (generations, principal.cache_scope, req.path, req.query_string)
-                target = self._remembered.get(known)
-                if target is None:
-                    target = _target(generations, known, req.params, float(ttl), is_list)
-                    if len(self._remembered) >= self._max_remembered:
-                        self._remembered = {}
-                    self._remembered[known] = target
+            if plan is not None and (plan.is_list or self._cache.enabled):
+                cache = self._cache
+                token = cache.leased(plan.keys) or await cache.generations(plan.names, plan.keys)
+                target = plan.target if token == plan.token else plan.aim(token, route, req.params)
         context.cache_target = target
         return target
 
-
-def _target(
-    generations: str,
-    known: tuple[str, str, str, str],
-    params: dict[str, Any],
-    ttl: float,
-    is_list: bool,
-) -> CacheTarget:
-    _, scope, path, _ = known
-    query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
-    material = f"{generations}|{scope}|{path}?{query}"
-    digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
-    return CacheTarget(
-        key=f"{generations[0]}:{digest}",
-        ttl=ttl,
-        list_etag=list_etag(material) if is_list else None,
-    )
+    def _plan(
+        self, route: Route, req: Any, resource: object, params: dict[str, Any]
+    ) -> _Plan | None:
+        policy = getattr(resource, "cache_policy", None)
+        decided = policy(req, params) if policy is not None else None
+        plan = None
+        if decided is not None:
+            names, ttl, is_list = decided
+            plan = _Plan(names, self._cache.generation_keys(names), float(ttl), is_list)
+        if len(self._plans) >= self._max_remembered:
+            self._plans = {}
+        self._plans[route] = plan
+        return plan

@@ -46,7 +46,8 @@ class ResponseCacheMiddleware:
         if target is None:
             return
         started = time.perf_counter()
-        entry = await self._cache.get(target.key)
+        # The in-process tier first, with no await: most hits end here.
+        entry = self._cache.get_local(target.key) or await self._cache.get_remote(target.key)
         now = self._cache.now()
         if entry is not None and now - entry.stored_at <= entry.ttl:
             self._serve(req, resp, entry, "hit", started)

@@ -28,7 +28,7 @@ from enterprise.services.base import CrudService, Page
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 ITEM_PARAMS = frozenset({"fields"})
 # (generation names, TTL, is a list): a function of the route and its path parameters only,
-# which is what lets `CacheTargets` remember targets by path (enterprise/cache.py).
+# which is what lets `CacheTargets` remember it per path (enterprise/cache.py).
 CachePolicy = tuple[list[str], float, bool]
 
 

@@ -10,13 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import falcon.asgi
+import falcon.testing
 import httpx
 import pytest
+from bson import ObjectId
 from pymongo import AsyncMongoClient, monitoring
 
 from enterprise.app import create_app
+from enterprise.auth import Principal, Role
 from enterprise.breakers import make_breaker
-from enterprise.cache import CacheTarget, ResponseCache
+from enterprise.cache import CacheTarget, CacheTargets, ResponseCache
 from enterprise.settings import Settings
 from middleware.response_cache import ResponseCacheMiddleware
 from tests.conftest import MONGODB_URI, make_client, new_key
@@ -206,3 +209,50 @@ async def test_budgets_track_route_templates(
     assert row["class"] == "clinics"
     assert row["target_ms"] == 150.0
     assert row["windows"]["1m"]["count"] == 3
+
+
+class Item:
+    policies = 0
+
+    def cache_policy(self, req: Any, params: dict[str, Any]) -> tuple[list[str], float, bool]:
+        self.policies += 1
+        return [f"things#{params['id']}"], 60.0, False
+
+
+async def test_remembered_targets_follow_writes_stay_bounded_and_never_cross_scopes(
+    redis_client: Any,
+) -> None:
+    name = uuid.uuid4().hex[:8]
+    cache = ResponseCache(
+        redis_client,
+        make_breaker(f"redis-test-{name}", failure_threshold=5, reset_timeout=5),
+        namespace=f"targets_{name}",
+        generation_lease_s=0.02,
+    )
+    targets = CacheTargets(cache, max_remembered=2)
+    resource = Item()
+    platform = Principal("k1", "admin", Role.PLATFORM_ADMIN, None)
+    reader = Principal("k2", "reader", Role.ORG_READER, ObjectId())
+
+    async def target(thing: str, principal: Principal = platform) -> CacheTarget:
+        req = falcon.testing.create_asgi_req(path=f"/things/{thing}")
+        req.context.principal = principal
+        found = await targets.describe(req, resource, {"id": thing})
+        assert found is not None
+        assert await targets.describe(req, resource, {"id": thing}) is found  # per request
+        return found
+
+    first = await target("a")
+    assert await target("a") == first
+    assert resource.policies == 1  # remembered: no second policy call, no hashing
+    assert (await target("a", reader)).key != first.key  # another scope, another key
+
+    await cache.bump(["things#a"])
+    after_write = await target("a")
+    assert after_write.key != first.key
+    assert await target("a") == after_write
+
+    await target("b")  # a third route: the memory of two starts over
+    await target("c")
+    assert await target("a") == after_write  # forgotten, recomputed: the same target
+    assert resource.policies == 5
