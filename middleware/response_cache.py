@@ -39,7 +39,6 @@ class ResponseCacheMiddleware:
     async def process_resource(
         self, req: Request, resp: Response, resource: object, params: dict[str, Any]
     ) -> None:
-        req.context.cache_key = None
         if req.method not in ("GET", "HEAD") or resource is None or not self._cache.enabled:
             return
         target = await self._describe(req, resource, params)
