@@ -8,14 +8,16 @@
 #
 # Items rotate over the 500 clinic ids of (c). One unrecorded pass warms the response cache
 # (TTL 300 s, in-process LRU 5000 entries), so measured GETs are hits (X-Cache: hit, checked).
-# Each round measures live, item and 304 back to back; ratios are taken within a round.
+# Each round measures live, item and 304 back to back; ratios are taken within a round. The
+# order alternates (live first in odd rounds, last in even ones), so a drift of the machine's
+# speed within a round favours neither side of a ratio.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
 
 # Many short rounds: this shared machine's speed drifts by tens of percent within seconds, and
 # only ratios measured back to back inside a round are compared.
-ROUNDS="${MIDDLEWARE_ROUNDS:-${ROUNDS:-15}}"
+ROUNDS="${MIDDLEWARE_ROUNDS:-${ROUNDS:-20}}"
 DURATION="${MIDDLEWARE_DURATION:-2}"
 CONNECTIONS="${CONNECTIONS:-16}"
 SERVER="${SERVER:-uvicorn}"
@@ -47,14 +49,22 @@ status="$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" -H "If-None-Match:
 log "checked: $path is a cache hit; If-None-Match answers 304"
 
 export CPU_PGID="$SERVER_PID"
+measure() { # measure KIND: one measured run of KIND in the current round
+  case "$1" in
+    live) wrk_run live "$OUT" "$CONNECTIONS" "$DURATION" "$BASE/health/live" ;;
+    item-cached) WRK_PATHS="$RESULTS/clinic_paths.txt" \
+      wrk_run item-cached "$OUT" "$CONNECTIONS" "$DURATION" "$BASE" "${AUTH[@]}" ;;
+    item-304) WRK_PATHS="$RESULTS/clinic_etags.txt" \
+      wrk_run item-304 "$OUT" "$CONNECTIONS" "$DURATION" "$BASE" "${AUTH[@]}" ;;
+  esac
+}
+
 for ((round = 1; round <= ROUNDS; round++)); do
   export BENCH_ROUND="$round"
   wrk_warm "$CONNECTIONS" 1 "$BASE/health/live"
-  wrk_run live "$OUT" "$CONNECTIONS" "$DURATION" "$BASE/health/live"
-  WRK_PATHS="$RESULTS/clinic_paths.txt" \
-    wrk_run item-cached "$OUT" "$CONNECTIONS" "$DURATION" "$BASE" "${AUTH[@]}"
-  WRK_PATHS="$RESULTS/clinic_etags.txt" \
-    wrk_run item-304 "$OUT" "$CONNECTIONS" "$DURATION" "$BASE" "${AUTH[@]}"
+  kinds=(live item-cached item-304)
+  ((round % 2 == 1)) || kinds=(item-304 item-cached live)
+  for kind in "${kinds[@]}"; do measure "$kind"; done
 done
 
 unset CPU_PGID
