@@ -1,4 +1,4 @@
-"""`python -m enterprise <command>`: serve, seed, keys. `--help` lists them."""
+"""`python -m enterprise <command>`: serve, seed, keys, cache. `--help` lists them."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="list keys (never the raw key)")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+
+    cache = commands.add_parser("cache", help="operate the response cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    cache_commands.add_parser(
+        "retire",
+        help="retire every cached response in every worker (after data changed outside the API)",
+    )
     return parser
 
 
@@ -94,6 +101,35 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _cache(args: argparse.Namespace, settings: Settings) -> int:
+    import redis.asyncio
+
+    from enterprise.breakers import make_breaker
+    from enterprise.cache import ResponseCache
+
+    client = redis.asyncio.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+    )
+    try:
+        cache = ResponseCache(
+            client,
+            make_breaker("redis-cli", failure_threshold=1, reset_timeout=1),
+            namespace=settings.mongodb_database,
+        )
+        if not await cache.retire_all():
+            sys.stderr.write(f"Redis at {settings.redis_url} is unavailable: nothing retired\n")
+            return 1
+        sys.stderr.write(
+            f"retired every cached response of {settings.mongodb_database}; workers stop "
+            f"serving them within {settings.cache_generation_lease_ms} ms\n"
+        )
+    finally:
+        await client.aclose()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
@@ -102,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
+    if args.command == "cache":
+        return asyncio.run(_cache(args, settings))
     from enterprise.seed import run as run_seed
 
     return asyncio.run(run_seed(args, settings))

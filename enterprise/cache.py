@@ -181,17 +181,30 @@ class ResponseCache:
         assert self._redis is not None
         if self._needs_epoch_bump:
             # Writes made anywhere during the outage were not announced: retire every key
-            # cached before now by moving the global epoch (and the write sequence, so no
-            # worker keeps using generations it read before the outage). Both or neither.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(self._epoch)
-                pipe.incr(self._sequence)
-                await pipe.execute()
+            # cached before now.
+            await self._move_epoch(self._redis)
             self._needs_epoch_bump = False
         logger.warning(
             "cache: Redis is back after %.1f s", self._clock() - (self.stats.degraded_since or 0)
         )
         self.stats.degraded_since = None
+
+    async def _move_epoch(self, r: Redis) -> list[Any]:
+        """Retire every entry cached so far, in every worker: the epoch is part of every
+        key. The write sequence moves with it (both or neither), so no worker keeps using
+        generations it read before."""
+        async with r.pipeline(transaction=True) as pipe:
+            pipe.incr(self._epoch)
+            pipe.incr(self._sequence)
+            return list(await pipe.execute())
+
+    async def retire_all(self) -> bool:
+        """For operators, after data changed outside the API (a restore, a manual fix): no
+        worker serves an entry cached before this call once its lease (`lease_s`) has
+        passed. False when Redis is unavailable (then nothing was retired)."""
+        moved = await self._redis_call(self._move_epoch)
+        self._leases.forget()
+        return moved is not None
 
     async def _mget(self, keys: list[str]) -> list[Any] | None:
         return await self._redis_call(lambda r: r.mget(keys))
