@@ -45,16 +45,14 @@ class ResponseCacheMiddleware:
         if target is None:
             return
         started = time.perf_counter()
-        # The in-process tier first, with no await: most hits end here.
-        entry = self._cache.get_local(target.key) or await self._cache.get_remote(target.key)
-        now = self._cache.now()
-        if entry is not None and now - entry.stored_at <= entry.ttl:
-            self._serve(req, resp, entry, "hit", started)
-            return
-        # `get` may have waited for Redis while a leader finished and left its entry in the
-        # local tier. Look there again, with no await from here to `lead`, so that one
+        # The in-process tier first, with no await: most hits end here. Redis found nothing?
+        # Then a leader may have finished while we waited for it, leaving its entry in the
+        # local tier: look there again, with no await from here to `lead`, so that one
         # request computes, not two.
-        entry = self._cache.get_local(target.key) or entry
+        entry = self._cache.get_local(target.key)
+        if entry is None:
+            entry = await self._cache.get_remote(target.key) or self._cache.get_local(target.key)
+        now = self._cache.now()
         if entry is not None and now - entry.stored_at <= entry.ttl:
             self._serve(req, resp, entry, "hit", started)
             return
