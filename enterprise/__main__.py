@@ -102,16 +102,11 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cache(args: argparse.Namespace, settings: Settings) -> int:
-    import redis.asyncio
-
+    from enterprise.app import open_redis
     from enterprise.breakers import make_breaker
     from enterprise.cache import ResponseCache
 
-    client = redis.asyncio.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_socket_timeout_s,
-    )
+    client = open_redis(settings)
     try:
         cache = ResponseCache(
             client,

@@ -124,6 +124,15 @@ def deadline_for(settings: Settings) -> Callable[[str, str], float]:
     return timeout_for
 
 
+def open_redis(settings: Settings) -> redis.asyncio.Redis:
+    """The Redis client: short timeouts, so a stalled Redis trips the breaker, not requests."""
+    return redis.asyncio.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -134,11 +143,7 @@ def create_app(
     timings = CommandTimings(settings.db_slow_query_threshold)
     close_mongo, close_redis = mongo is None, redis_client is None
     mongo = mongo or open_client(settings, [timings])
-    redis_client = redis_client or redis.asyncio.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_socket_timeout_s,
-    )
+    redis_client = redis_client or open_redis(settings)
     db = mongo[settings.mongodb_database]
 
     redis_breaker = make_breaker(
