@@ -154,3 +154,22 @@ def explain_problems(explain_doc: Mapping[str, Any], shape: QueryShape) -> list[
     if shape.covered and "FETCH" in names:
         problems.append(f"{shape.name}: covered shape reads documents (FETCH stage)")
     return problems
+
+
+def explain_index_names(explain_doc: Mapping[str, Any]) -> list[str]:
+    """The index names a plan reads, in plan order: MongoDB's IXSCAN stages (IDHACK, its
+    `_id` lookup, reads `_id_`), or FerretDB v1's SQLite plan lines
+    (`SEARCH <table> USING [COVERING] INDEX <table>_<index> (...)`)."""
+    names = [
+        "_id_" if stage.get("stage") == "IDHACK" else str(stage.get("indexName"))
+        for stage in _stages(_winning_plan(explain_doc))
+        if str(stage.get("stage")).endswith("IXSCAN") or stage.get("stage") == "IDHACK"
+    ]
+    for line in explain_doc.get("queryPlanner", {}).get("Plan", ()):
+        words = str(line).split()
+        if "INDEX" not in words or "detail=SEARCH" not in words:
+            continue
+        table = words[words.index("detail=SEARCH") + 1]
+        sqlite_name = words[words.index("INDEX") + 1]
+        names.append(sqlite_name.removeprefix(f"{table}_"))
+    return names

@@ -162,11 +162,35 @@ find_go() {
 }
 
 source_hash() {
-  (cd "$FERRETDB_SRC" && cat main.go go.mod go.sum) | sha256sum | cut -d' ' -f1
+  (cd "$FERRETDB_SRC" && cat main.go go.mod go.sum patches/*.patch) | sha256sum | cut -d' ' -f1
+}
+
+# patched_build_dir GO: a build directory holding our launcher and a copy of the FerretDB
+# module from the Go module cache with scripts/ferretdb/patches applied, wired in with a
+# `replace` directive; prints its path. Fails, naming the patch, when one does not apply as
+# written (a new FerretDB version must be re-checked, not built without the fix).
+patched_build_dir() {
+  local go="$1" build="$STACK_DIR/build/ferretdb" module patch
+  rm -rf "$build"
+  mkdir -p "$build"
+  cp "$FERRETDB_SRC"/main.go "$FERRETDB_SRC"/go.mod "$FERRETDB_SRC"/go.sum "$build/"
+  (cd "$build" && "$go" mod download github.com/FerretDB/FerretDB) >&2 ||
+    die "could not download the FerretDB module (see above); $DOCKER_HINT"
+  module="$(cd "$build" && "$go" list -mod=readonly -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)"
+  [[ -d "$module" ]] || die "the FerretDB module is not in the Go module cache ($module)"
+  cp -R "$module" "$build/ferretdb-module"
+  chmod -R u+w "$build/ferretdb-module"
+  for patch in "$FERRETDB_SRC"/patches/*.patch; do
+    patch --directory="$build/ferretdb-module" --strip=1 --forward --batch --fuzz=0 \
+      --no-backup-if-mismatch --quiet <"$patch" >&2 ||
+      die "patch $(basename "$patch") does not apply to $(basename "$module"): the line it changes is not there as expected"
+  done
+  (cd "$build" && "$go" mod edit -replace github.com/FerretDB/FerretDB=./ferretdb-module)
+  echo "$build"
 }
 
 install_ferretdb() {
-  local t0 go want have="" tmp
+  local t0 go want have="" tmp build
   t0="$(now_ms)"
   ensure_dirs
   want="$(source_hash)"
@@ -182,7 +206,8 @@ install_ferretdb() {
     log "ferretdb: building launcher with $("$go" version | cut -d' ' -f3) (with cold Go caches this takes 1-3 minutes)"
   fi
   tmp="$FERRETDB_BIN.tmp.$$"
-  if ! (cd "$FERRETDB_SRC" && "$go" build -mod=readonly -trimpath -buildvcs=false -o "$tmp" .); then
+  build="$(patched_build_dir "$go")"
+  if ! (cd "$build" && "$go" build -mod=readonly -trimpath -buildvcs=false -o "$tmp" .); then
     rm -f "$tmp"
     die "building the FerretDB launcher failed (see the Go output above); $DOCKER_HINT"
   fi

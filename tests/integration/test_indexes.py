@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from indexes import DECLARED
+from indexes.planner import explain_index_names
 from indexes.sync import live_indexes, plan, sync
 
 pytestmark = pytest.mark.integration
@@ -152,3 +153,28 @@ async def test_unreachable_server_is_a_clear_error() -> None:
 
     assert code == 2
     assert "error: cannot reach MongoDB at mongodb://127.0.0.1:1/" in out
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize("beside", [(), ("n",)], ids=["_id alone", "_id and another field"])
+async def test_a_find_by_id_reads_the_id_index(
+    db: AsyncDatabase[Any], where: str, beside: tuple[str, ...]
+) -> None:
+    """Every server must look a document up by `_id` through `_id_`, not by a scan, also
+    when the filter holds more (our conditional writes add `version`, tenant scoping adds
+    `organizationId`).
+
+    On FerretDB v1 this holds only with scripts/ferretdb/patches (without them the plan is
+    `SCAN <table>` and a lookup takes time in proportion to the collection's size).
+    """
+    scratch = db["by_id"]
+    await scratch.insert_many([{"n": n} for n in range(200)])
+    document = await scratch.find_one({}, sort=[("_id", 1 if where == "first" else -1)])
+    assert document is not None
+    query = {"_id": document["_id"]} | {field: document[field] for field in beside}
+
+    explain = await db.command(
+        "explain", {"find": "by_id", "filter": query}, verbosity="queryPlanner"
+    )
+
+    assert explain_index_names(explain) == ["_id_"], explain

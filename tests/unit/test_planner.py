@@ -6,7 +6,7 @@ import pytest
 from pymongo import IndexModel
 
 from indexes import DECLARED, SHAPES
-from indexes.planner import check_all, check_shape, explain_problems
+from indexes.planner import check_all, check_shape, explain_index_names, explain_problems
 from indexes.shapes import QueryShape
 
 pytestmark = pytest.mark.unit
@@ -167,3 +167,36 @@ def test_explain_other_index_is_reported() -> None:
 def test_explain_of_an_aggregate_is_read() -> None:
     doc = {"stages": [{"$cursor": GOOD_COVERED}, {"$limit": 20}]}
     assert explain_problems(doc, COVERED) == []
+
+
+# FerretDB v1 (SQLite backend) puts SQLite's EXPLAIN QUERY PLAN lines under queryPlanner.Plan.
+FERRETDB_SEARCH = {
+    "queryPlanner": {
+        "Plan": [
+            "id=3 parent=0 notused=0 detail=SEARCH assignments_616f8939 USING INDEX "
+            "assignments_616f8939__id_ (<expr>=?)"
+        ]
+    }
+}
+FERRETDB_SCAN = {"queryPlanner": {"Plan": ["id=2 parent=0 notused=0 detail=SCAN clinics_1a2b"]}}
+
+
+def test_index_names_of_a_ferretdb_search_strip_the_table_prefix() -> None:
+    assert explain_index_names(FERRETDB_SEARCH) == ["_id_"]
+
+
+def test_a_ferretdb_scan_names_no_index() -> None:
+    assert explain_index_names(FERRETDB_SCAN) == []
+
+
+def test_index_names_of_mongodb_plans() -> None:
+    ixscan = {
+        "queryPlanner": {
+            "winningPlan": {"stage": "FETCH", "inputStage": {"stage": "IXSCAN", "indexName": "x"}}
+        }
+    }
+    idhack = {"queryPlanner": {"winningPlan": {"stage": "IDHACK"}}}
+    collscan = {"queryPlanner": {"winningPlan": {"stage": "COLLSCAN"}}}
+    assert explain_index_names(ixscan) == ["x"]
+    assert explain_index_names(idhack) == ["_id_"]
+    assert explain_index_names(collscan) == []
