@@ -18,8 +18,10 @@
 #      -c 16 each request would queue ~16 s (past wrk's timeout) and a run would yield a
 #      handful of samples.
 #
-# Item GETs rotate over 500 clinic ids spread over the collection; list GETs rotate over all
-# organizations: GET /api/v1/organizations/{org}/clinics?limit=20&fields=name,code,status.
+# Item GETs rotate over ITEM_SAMPLE (500) clinic ids spread over the collection (ITEM_SAMPLE=0:
+# every clinic, the whole collection); list GETs rotate over all organizations:
+# GET /api/v1/organizations/{org}/clinics?limit=20&fields=name,code,status. LISTS=0 skips the
+# list runs (items only).
 # FerretDB (SQLite backend) only pushes `_id` filters down: every list request scans all
 # clinics, so the list's absolute latency is FerretDB's; the ratio is the figure to read.
 set -euo pipefail
@@ -32,6 +34,8 @@ ITEM_CONNECTIONS="${ITEM_CONNECTIONS:-16}"
 LIST_CONNECTIONS="${LIST_CONNECTIONS:-4}"
 LIST_DURATION="${LIST_DURATION:-30}"
 SERVER="${SERVER:-uvicorn}"
+ITEM_SAMPLE="${ITEM_SAMPLE:-500}"
+LISTS="${LISTS:-1}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/domain_vs_driver.jsonl"
 : >"$OUT"
@@ -58,7 +62,7 @@ fi
 
 KEY="$("$PY" -m enterprise keys create --name bench --role platform_admin 2>/dev/null)"
 [[ "$KEY" == ent_* ]] || die "could not create an API key"
-"$PY" "$ROOT/loadtests/targets.py" ids --out "$RESULTS"
+"$PY" "$ROOT/loadtests/targets.py" ids --out "$RESULTS" --clinics "$ITEM_SAMPLE"
 
 PORT="$(free_port "${BENCH_PORT:-18200}")"
 BASE="http://127.0.0.1:$PORT"
@@ -89,6 +93,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     -c "$ITEM_CONNECTIONS" -d "$DURATION" --warmup 2 --label driver-item --round "$round" --out "$OUT" |
     sed 's/^/[driver] /' >&2
 
+  ((LISTS)) || continue
   WRK_PATHS="$RESULTS/org_clinics_paths.txt" \
     wrk_run api-list "$OUT" "$LIST_CONNECTIONS" "$LIST_DURATION" "$BASE" "${AUTH[@]}"
   # wrk stops with requests in flight; the server still finishes their scans. Let them drain.

@@ -1,6 +1,6 @@
 """Request targets for the benchmarks: ids from the bench database, ETags from the API.
 
-    targets.py ids   --out DIR [--clinics 500]   # clinic_ids.txt, org_ids.txt, *_paths.txt
+    targets.py ids   --out DIR [--clinics 500]   # clinic_ids.txt, org_ids.txt, *_paths.txt (0: all)
     targets.py etags --base URL --key KEY PATHS OUT   # "PATH<TAB>ETAG" lines for revalidation
 
 `ids` spreads the clinic sample over the whole collection (every n-th id) so item GETs do
@@ -37,8 +37,9 @@ def export_ids(args: argparse.Namespace) -> int:
         if not every:
             sys.stderr.write(f"no clinics in {settings.mongodb_database}; seed it first\n")
             return 1
-        step = max(1, len(every) // args.clinics)
-        clinics = every[::step][: args.clinics]
+        sample = args.clinics or len(every)
+        step = max(1, len(every) // sample)
+        clinics = every[::step][:sample]
         orgs = [doc["_id"] for doc in db.organizations.find({}, {"_id": 1}, sort=[("_id", 1)])]
     finally:
         client.close()
