@@ -1,6 +1,7 @@
 """Request targets for the benchmarks: ids from the bench database, ETags from the API.
 
     targets.py ids   --out DIR [--clinics 500]   # clinic_ids.txt, org_ids.txt, *_paths.txt (0: all)
+                                                 # (items, org clinic pages, searches, reports)
     targets.py etags --base URL --key KEY PATHS OUT   # "PATH<TAB>ETAG" lines for revalidation
 
 `ids` spreads the clinic sample over the whole collection (every n-th id) so item GETs do
@@ -15,6 +16,7 @@ import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 LIST_QUERY = "limit=20&fields=name,code,status"
 
@@ -41,6 +43,11 @@ def export_ids(args: argparse.Namespace) -> int:
         step = max(1, len(every) // sample)
         clinics = every[::step][:sample]
         orgs = [doc["_id"] for doc in db.organizations.find({}, {"_id": 1}, sort=[("_id", 1)])]
+        # One name prefix per organization, taken from one of its clinics: a search that finds.
+        prefixes = {
+            doc["organizationId"]: doc["nameKey"][:4]
+            for doc in db.clinics.find({}, {"organizationId": 1, "nameKey": 1, "_id": 0})
+        }
     finally:
         client.close()
     (out / "clinic_ids.txt").write_text("".join(f"{i}\n" for i in clinics))
@@ -48,6 +55,16 @@ def export_ids(args: argparse.Namespace) -> int:
     (out / "clinic_paths.txt").write_text("".join(f"/api/v1/clinics/{i}\n" for i in clinics))
     (out / "org_clinics_paths.txt").write_text(
         "".join(f"/api/v1/organizations/{i}/clinics?{LIST_QUERY}\n" for i in orgs)
+    )
+    (out / "search_paths.txt").write_text(
+        "".join(
+            f"/api/v1/clinics/search?{urlencode({'q': prefixes[i], 'organizationId': str(i)})}\n"
+            for i in orgs
+            if i in prefixes
+        )
+    )
+    (out / "report_paths.txt").write_text(
+        "".join(f"/api/v1/reports/organizations/{i}/summary\n" for i in orgs)
     )
     sys.stderr.write(f"{len(clinics)} clinic ids, {len(orgs)} organization ids in {out}\n")
     return 0
