@@ -85,15 +85,20 @@ async def test_a_new_write_sequence_drops_every_value_read_before_it() -> None:
 
 
 async def test_renewals_keep_a_steady_stream_off_redis() -> None:
-    store = Store()
-    leases = leases_on(store, 0.020)
+    # Lease time runs on a clock of our own, one millisecond per request, so a loaded machine
+    # (an event loop that wakes late) cannot make the lease lapse between two requests; a
+    # renewal's round trip still takes real time (Store.fetch sleeps), and must come back
+    # within the half lease it is given.
+    store, clock = Store(), Clock()
+    leases = leases_on(store, 0.020, clock)
     await leases.read(["a"])
     waited = 0
-    for _ in range(200):  # ~0.2 s of requests, one every ~1 ms
+    for _ in range(200):  # 0.2 s of requests, one every 1 ms
         if leases.cached(("a",)) is None:
             waited += 1
             await leases.read(["a"])
         await asyncio.sleep(0.001)
+        clock.now += 0.001
     assert waited <= 2
     renewals = [keys for keys in store.fetches if keys == [SEQ]]
     assert renewals, "the lease was never renewed in the background"
