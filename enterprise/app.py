@@ -40,6 +40,7 @@ from enterprise.services.assignments import AssignmentsService
 from enterprise.services.clinics import ClinicsService
 from enterprise.services.organizations import OrganizationsService
 from enterprise.services.reports import ReportsService
+from enterprise.services.writes import AfterWrite, CacheInvalidation
 from enterprise.settings import Settings
 from middleware.auth import AuthMiddleware
 from middleware.budgets import BudgetMiddleware, BudgetTracker
@@ -178,7 +179,11 @@ def create_app(
     organization_repo = OrganizationsRepository(db, **repo_options)
     clinic_repo = ClinicsRepository(db, **repo_options)
     assignment_repo = AssignmentsRepository(db, **repo_options)
-    service_options: dict[str, Any] = {"codec": CursorCodec(settings.cursor_secret), "cache": cache}
+    after_write = AfterWrite([CacheInvalidation(cache)])
+    service_options: dict[str, Any] = {
+        "codec": CursorCodec(settings.cursor_secret),
+        "after_write": after_write,
+    }
     organization_service = OrganizationsService(organization_repo, clinic_repo, **service_options)
     clinic_service = ClinicsService(clinic_repo, organization_repo, **service_options)
     assignment_service = AssignmentsService(assignment_repo, clinic_repo, **service_options)

@@ -9,13 +9,13 @@ from typing import Any
 from bson import ObjectId
 
 from enterprise.auth import Action, Principal
-from enterprise.cache import ResponseCache
 from enterprise.cursor import Cursor, CursorCodec, binding, boundary
 from enterprise.errors import NotFound, PreconditionFailed, ValidationFailed
 from enterprise.etags import item_versions
 from enterprise.querying import ListQuery, ResourceSpec, name_key, present, projection
 from enterprise.repositories.base import Changes, Document, Repository
 from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
+from enterprise.services.writes import AfterWrite, Committed, WriteAction
 
 
 @dataclass(slots=True)
@@ -37,10 +37,12 @@ class CrudService:
     schema: type[Strict]
     tenant_field = "organizationId"
 
-    def __init__(self, repository: Repository, *, codec: CursorCodec, cache: ResponseCache) -> None:
+    def __init__(
+        self, repository: Repository, *, codec: CursorCodec, after_write: AfterWrite
+    ) -> None:
         self._repository = repository
         self._codec = codec
-        self._cache = cache
+        self._after_write = after_write
 
     # -- hooks --------------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class CrudService:
         fields = await self.prepare(principal, fields, parent)
         fields.update(self.derive(fields, None))
         stored = await self._repository.insert(fields)
-        await self._cache.bump(self.generations(stored))
+        await self._committed(WriteAction.CREATE, principal, None, stored)
         return self.shown(stored)
 
     async def update(
@@ -160,8 +162,10 @@ class CrudService:
         principal.require(Action.WRITE)
         editable = set(self.schema.__struct_fields__)
         immutable = IMMUTABLE.get(self.schema, frozenset())
+        found: list[Document] = []  # the version the conditional write was made against
 
         def change(current: Document) -> Changes:
+            found[:] = [current]
             if not isinstance(body, dict):
                 raise ValidationFailed("the body must be a JSON object")
             for name in immutable & set(body):
@@ -186,7 +190,7 @@ class CrudService:
         updated = await self._repository.update(
             document_id, self.scope(principal), change, self._precondition(document_id, if_match)
         )
-        await self._cache.bump(self.generations(updated))
+        await self._committed(WriteAction.UPDATE, principal, found[-1], updated)
         return self.shown(updated)
 
     async def delete(
@@ -201,7 +205,21 @@ class CrudService:
         removed = await self._repository.delete(
             document_id, scope, self._precondition(document_id, if_match)
         )
-        await self._cache.bump(self.generations(removed))
+        await self._committed(WriteAction.DELETE, principal, removed, None)
+
+    async def _committed(
+        self,
+        action: WriteAction,
+        principal: Principal,
+        before: Document | None,
+        after: Document | None,
+    ) -> None:
+        document = after if after is not None else before
+        assert document is not None
+        generations = self.generations(document)
+        await self._after_write(
+            Committed(action, self.spec.name, principal, before, after, generations)
+        )
 
     def derived_fields(self) -> tuple[str, ...]:
         return ()
