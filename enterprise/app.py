@@ -32,12 +32,13 @@ from enterprise.repositories.client import (
 )
 from enterprise.repositories.clinics import ClinicsRepository
 from enterprise.repositories.organizations import OrganizationsRepository
-from enterprise.resources import assignments, clinics, health, organizations, providers
+from enterprise.resources import assignments, clinics, exports, health, organizations, providers
 from enterprise.resources.base import Limits
 from enterprise.resources.reports import OrganizationSummary
 from enterprise.services.api_keys import ApiKeysService
 from enterprise.services.assignments import AssignmentsService
 from enterprise.services.clinics import ClinicsService
+from enterprise.services.exports import ExportsService
 from enterprise.services.organizations import OrganizationsService
 from enterprise.services.reports import ReportsService
 from enterprise.services.writes import AfterWrite, CacheInvalidation
@@ -47,6 +48,7 @@ from middleware.budgets import BudgetMiddleware, BudgetTracker
 from middleware.compression import CompressionMiddleware
 from middleware.conditional import ConditionalMiddleware
 from middleware.deadline import DeadlineMiddleware
+from middleware.disconnect import DisconnectMiddleware
 from middleware.request_context import RequestContextMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
 
@@ -191,6 +193,11 @@ def create_app(
         organization_repo, ClinicStatsRepository(db, **repo_options), assignment_repo
     )
     keys = ApiKeysService(ApiKeysRepository(db, **repo_options))
+    export_service = ExportsService(
+        organization_repo,
+        {"clinics": clinic_repo, "assignments": assignment_repo},
+        batch_size=settings.export_batch_size,
+    )
 
     budgets = BudgetTracker(settings.budgets_ms)
     state = AppState(settings, mongo, redis_client, guard, cache, budgets, timings)
@@ -242,19 +249,22 @@ def create_app(
             "/api/v1/reports/organizations/{organization_id}/summary",
             OrganizationSummary(reports, ttl=settings.cache_ttl_stats),
         ),
+        *exports.routes(export_service),
     ]
     for template, resource in route_table:
         app.add_route(template, resource)
 
     # Outside Falcon, on raw ASGI, outermost first: the request id and Server-Timing wrap
     # everything; the deadline bounds all work inside it (pymongo gets maxTimeMS for what
-    # is left); compression sees the final body.
+    # is left); a streamed response stops when its client leaves (the disconnect surfaces
+    # as a failed send, through compression, to the stream); compression sees the final body.
     wrapped: ASGIApp = CompressionMiddleware(
         app,
         minimum_size=settings.compression_min_bytes,
         brotli_quality=settings.brotli_quality,
         gzip_level=settings.gzip_level,
     )
+    wrapped = DisconnectMiddleware(wrapped)
     wrapped = DeadlineMiddleware(
         wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout
     )

@@ -73,6 +73,8 @@ class Settings:
     count_cap: int = 10000
     count_max_time_ms: int = 200
     cursor_secret: str = ""
+    # NDJSON exports: documents per cursor batch and per streamed chunk (memory per export).
+    export_batch_size: int = 500
 
     # Deadlines (seconds) per route class.
     timeout_default: float = 30.0

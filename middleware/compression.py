@@ -1,7 +1,10 @@
 """Response compression (br or gzip) negotiated with q-values, with per-encoding validators.
 
-Responses here are small JSON documents, so the body is buffered whole: that lets us decide
-on the real size, set an exact ``Content-Length`` and skip compression where it would not pay.
+Most responses are small JSON documents sent in one message, so such a body is buffered whole:
+that lets us decide on the real size, set an exact ``Content-Length`` and skip compression
+where it would not pay. A streamed response (several body messages and no Content-Length:
+an NDJSON export) is never buffered: each chunk is compressed and flushed as it comes, so
+the client can decode every chunk on arrival and memory stays at one chunk.
 ``Vary: Accept-Encoding`` goes on every response so shared caches never serve a compressed
 body to a client that did not ask for it, and compressed representations get their own ETag
 so a validator never names two different byte sequences.
@@ -14,7 +17,9 @@ import gzip
 import logging
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import brotli
 
@@ -175,34 +180,58 @@ class CompressionMiddleware:
         is_head = scope.get("method") == "HEAD"
         start: Message | None = None
         chunks: list[bytes] = []
+        stream: _StreamCompressor | None = None
 
         async def buffering_send(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body" and start is not None:
+            nonlocal start, stream
+            if message["type"] != "http.response.body":
+                if message["type"] == "http.response.start":
+                    start = message
+                else:
+                    await send(message)
+            elif stream is not None:
+                await send(stream.body_message(message))
+            elif start is None:
+                await send(message)
+            elif message.get("more_body", False) and not chunks and _streamed(start):
+                headers = _with_vary(list(start.get("headers", ())))
+                if self._compressible(start["status"], headers, encoding, is_head):
+                    assert encoding is not None
+                    stream = _StreamCompressor(encoding, self.brotli_quality, self.gzip_level)
+                    headers = _encoded_headers(headers, encoding, None)
+                    await send({**start, "headers": headers})
+                    await send(stream.body_message(message))
+                else:
+                    await send({**start, "headers": headers})
+                    await send(message)
+                start = None
+            else:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     await self._finish(start, b"".join(chunks), encoding, is_head, send)
                     start = None
-            else:
-                await send(message)
 
         await self.app(scope, receive, buffering_send)
 
-    async def _finish(
-        self, start: Message, body: bytes, encoding: str | None, is_head: bool, send: Send
-    ) -> None:
-        status: int = start["status"]
-        headers = _with_vary(list(start.get("headers", ())))
-        if (
+    def _compressible(
+        self, status: int, headers: Headers, encoding: str | None, is_head: bool
+    ) -> bool:
+        return (
             encoding is not None
             and not is_head
             and status >= 200
             and status not in _NO_BODY_STATUSES
-            and len(body) >= self.minimum_size
             and _header(headers, b"content-encoding") is None
+        )
+
+    async def _finish(
+        self, start: Message, body: bytes, encoding: str | None, is_head: bool, send: Send
+    ) -> None:
+        headers = _with_vary(list(start.get("headers", ())))
+        if len(body) >= self.minimum_size and self._compressible(
+            start["status"], headers, encoding, is_head
         ):
+            assert encoding is not None
             compressed = self._compress(body, encoding)
             if compressed is not None:
                 body, headers = compressed, _encoded_headers(headers, encoding, len(compressed))
@@ -222,7 +251,14 @@ class CompressionMiddleware:
         return out if len(out) < len(body) else None
 
 
-def _encoded_headers(headers: Headers, encoding: str, length: int) -> Headers:
+def _streamed(start: Message) -> bool:
+    """A body in several messages with no Content-Length is a stream of unknown size (Falcon's
+    `resp.stream`): it is passed on chunk by chunk. A body of known length is buffered."""
+    return _header(start.get("headers", ()), b"content-length") is None
+
+
+def _encoded_headers(headers: Headers, encoding: str, length: int | None) -> Headers:
+    """Headers of the encoded representation; `length` None: streamed, no Content-Length."""
     result: Headers = []
     for key, value in headers:
         if key == b"content-length":
@@ -231,5 +267,30 @@ def _encoded_headers(headers: Headers, encoding: str, length: int) -> Headers:
             value = _suffixed_etag(value, encoding)
         result.append((key, value))
     result.append((b"content-encoding", encoding.encode("ascii")))
-    result.append((b"content-length", str(length).encode("ascii")))
+    if length is not None:
+        result.append((b"content-length", str(length).encode("ascii")))
     return result
+
+
+class _StreamCompressor:
+    """One streamed body, compressed chunk by chunk; every chunk is flushed, so what the
+    client has received so far always decodes."""
+
+    def __init__(self, encoding: str, brotli_quality: int, gzip_level: int) -> None:
+        self._brotli: Any = None
+        self._gzip: Any = None
+        if encoding == "br":
+            self._brotli = brotli.Compressor(mode=brotli.MODE_TEXT, quality=brotli_quality)
+        else:  # wbits 16 + 15: the gzip container, as gzip.compress writes it
+            self._gzip = zlib.compressobj(gzip_level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def body_message(self, message: Message) -> Message:
+        data: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self._brotli is not None:
+            out = self._brotli.process(data) + (self._brotli.flush() if more else b"")
+            out += b"" if more else self._brotli.finish()
+        else:
+            out = self._gzip.compress(data)
+            out += self._gzip.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+        return {"type": "http.response.body", "body": out, "more_body": more}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +103,33 @@ class Repository:
             )
             documents = await cursor.to_list(limit + 1)
         return documents
+
+    async def stream(
+        self,
+        query: Mapping[str, Any],
+        sort: SortSpec,
+        projection: Mapping[str, int],
+        batch_size: int,
+    ) -> AsyncGenerator[list[Document], None]:
+        """Every matching document, in batches of `batch_size` as the server sends them.
+
+        Memory stays at one batch whatever the result's size. Closing the generator early
+        (a client gone mid-export) closes the server-side cursor at once, not at its timeout.
+        """
+        with self._translated():
+            cursor = self._collection.find(query, projection, sort=list(sort))
+            cursor.batch_size(batch_size)
+            try:
+                batch: list[Document] = []
+                async for document in cursor:
+                    batch.append(document)
+                    if len(batch) == batch_size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            finally:
+                await cursor.close()
 
     async def count(self, query: Mapping[str, Any], exact: bool) -> tuple[int | None, bool]:
         """(value, exact). Unfiltered estimates read metadata; filtered ones stop at the cap."""

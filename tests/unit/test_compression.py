@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable
+from typing import Any
 
 import brotli
 import httpx
@@ -186,3 +188,70 @@ async def test_compression_is_reported_in_server_timing_and_callback() -> None:
     assert resp.content == BIG  # httpx decodes gzip
     assert "compress;dur=" in resp.headers["server-timing"]
     assert [(enc, raw) for enc, raw, _, _ in calls] == [("gzip", len(BIG))]
+
+
+def streamer(parts: list[bytes], headers: Headers | None = None) -> ASGIApp:
+    """A body of unknown length in several messages, as Falcon sends `resp.stream`."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        start_headers = [(b"content-type", b"application/x-ndjson"), *(headers or [])]
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        for part in parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
+
+
+PARTS = [orjson.dumps({"id": f"{i:024x}", "name": "Clinic"}) * 40 + b"\n" for i in range(3)]
+
+
+async def stream_messages(app: ASGIApp, accept: str | None, method: str = "GET") -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [] if accept is None else [(b"accept-encoding", accept.encode())]
+    scope = {"type": "http", "method": method, "path": "/", "headers": headers}
+    await CompressionMiddleware(app)(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("accept", "decoder"),
+    [
+        ("gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
+        ("br", brotli.Decompressor),
+    ],
+)
+async def test_a_stream_is_compressed_chunk_by_chunk_never_buffered(
+    accept: str, decoder: Callable[[], Any]
+) -> None:
+    start, *bodies = await stream_messages(streamer(PARTS, [(b"etag", b'"e1"')]), accept)
+
+    headers = dict(start["headers"])
+    assert headers[b"content-encoding"] == accept.encode()
+    assert b"content-length" not in headers  # unknown length: chunked
+    assert headers[b"vary"] == b"Accept-Encoding"
+    assert headers[b"etag"] == f'"e1-{accept}"'.encode()
+    assert len(bodies) == len(PARTS) + 1  # one out per one in
+    inflate = decoder()
+    process = getattr(inflate, "decompress", None) or inflate.process
+    for part, body in zip(PARTS, bodies, strict=False):
+        assert body["more_body"] is True
+        assert process(body["body"]) == part  # each chunk decodes on arrival
+    assert bodies[-1]["more_body"] is False
+    assert process(bodies[-1]["body"]) == b""
+
+
+async def test_a_stream_is_passed_on_as_it_is_for_identity_and_head() -> None:
+    for accept, method in ((None, "GET"), ("br", "HEAD")):
+        start, *bodies = await stream_messages(streamer(PARTS), accept, method)
+
+        assert b"content-encoding" not in dict(start["headers"])
+        assert dict(start["headers"])[b"vary"] == b"Accept-Encoding"
+        assert [b["body"] for b in bodies] == [*PARTS, b""]
