@@ -16,5 +16,6 @@ _MODULES = (organizations, clinics, assignments, api_keys, audit_events)
 DECLARED: dict[str, list[IndexModel]] = {m.COLLECTION: m.INDEXES for m in _MODULES}
 SHAPES: list[QueryShape] = [shape for m in _MODULES for shape in m.SHAPES]
 UNIQUE_FIELDS: dict[str, dict[str, str]] = {m.COLLECTION: m.UNIQUE_FIELDS for m in _MODULES}
+KEY_FILTERS: dict[str, dict[str, tuple[str, ...]]] = {m.COLLECTION: m.KEY_FILTERS for m in _MODULES}
 
-__all__ = ["DECLARED", "SHAPES", "UNIQUE_FIELDS", "QueryShape"]
+__all__ = ["DECLARED", "KEY_FILTERS", "SHAPES", "UNIQUE_FIELDS", "QueryShape"]

@@ -1,9 +1,10 @@
-"""`python -m indexes sync [--prune] | diff | shapes`: the explicit way to touch indexes.
+"""`python -m indexes sync [--prune] | diff | shapes | check`: the explicit way to touch indexes.
 
 Exit codes, so CI and deploy scripts can act on them:
 - `diff`: 0 no drift, 1 drift, 2 error (server unreachable, ...).
 - `sync`: 0 applied (limitations are the server's and do not fail it), 2 something failed.
 - `shapes`: 0 every query shape is served by its index, 1 otherwise.
+- `check`: 0 every captured query shape has a serving index, 1 otherwise, 2 no capture file.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from indexes import DECLARED, SHAPES
+from indexes import DECLARED, KEY_FILTERS, SHAPES, capture, gate
 from indexes.planner import check_all, declared_keys
 from indexes.sync import diff, sync
 
@@ -51,7 +53,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prune", action="store_true", help="also drop extras, rebuild different")
     commands.add_parser("diff", parents=[server], help="compare declared with live indexes")
     commands.add_parser("shapes", help="query shapes with their index and ESR keys")
+    check = commands.add_parser(
+        "check", help="captured query shapes (make test writes them) -> index -> verdict"
+    )
+    check.add_argument("file", nargs="?", type=Path, default=default_shapes_file())
     return parser
+
+
+def default_shapes_file() -> Path:
+    """Where the test suite writes the shapes it captured (see tests/conftest.py)."""
+    stack = Path(os.environ.get("STACK_DIR") or ".stack")
+    return Path(os.environ.get("QUERY_SHAPES_FILE") or stack / "query-shapes.json")
+
+
+def declarations() -> gate.Declarations:
+    return gate.Declarations(DECLARED, SHAPES, KEY_FILTERS)
+
+
+def check(path: Path) -> int:
+    """Print the gate's table for the shapes captured in `path`."""
+    if not path.is_file():
+        _error(f"{path} not found: `make test` writes it (or pass a file)")
+        return 2
+    rows = gate.check(capture.load(path), declarations())
+    for line in gate.table(rows):
+        _echo(line)
+    return 1 if gate.problems(rows) else 0
 
 
 def _keys(keys: Sequence[tuple[str, int]]) -> str:
@@ -105,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "shapes":
         return shapes()
+    if args.command == "check":
+        return check(args.file)
     return asyncio.run(_run(args))
 
 

@@ -11,6 +11,9 @@ INDEXES = [IndexModel([("keyHash", ASC)], name="api_keys_hash_unique", unique=Tr
 
 UNIQUE_FIELDS = {"api_keys_hash_unique": "keyHash"}
 
+# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+
 SHAPES = [
     QueryShape(
         "api_keys.by_hash",

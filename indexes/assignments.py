@@ -54,6 +54,9 @@ UNIQUE_FIELDS = {
     "assignments_one_active_primary": "isPrimaryClinic",
 }
 
+# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+
 SHAPES = [
     QueryShape(
         "assignments.by_provider",

@@ -18,6 +18,9 @@ INDEXES = [
 
 UNIQUE_FIELDS: dict[str, str] = {}
 
+# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+
 SHAPES = [
     QueryShape(
         "audit_events.by_document",

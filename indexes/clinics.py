@@ -38,6 +38,9 @@ INDEXES = [
 
 UNIQUE_FIELDS = {"clinics_org_code_unique": "code"}
 
+# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+
 SHAPES = [
     QueryShape(
         "clinics.org_list.by_name",

@@ -23,6 +23,9 @@ INDEXES = [
 
 UNIQUE_FIELDS = {"organizations_name_unique": "name"}
 
+# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+
 SHAPES = [
     QueryShape(
         "organizations.list.by_name",

@@ -20,18 +20,68 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 from pymongo.errors import PyMongoError
 
 from enterprise.app import create_app
 from enterprise.capabilities import ServerCapabilities
 from enterprise.settings import Settings
+from indexes import DECLARED, KEY_FILTERS, SHAPES, capture, gate
 from indexes.sync import sync as sync_indexes
+from middleware.request_context import current_request_id
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27018/")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
 STACK_MANAGED = os.environ.get("STACK_MANAGED", "1") != "0"
+STACK_DIR = Path(os.environ.get("STACK_DIR") or ROOT / ".stack")
+QUERY_SHAPES_FILE = Path(os.environ.get("QUERY_SHAPES_FILE") or STACK_DIR / "query-shapes.json")
+
+# Every query shape the app sends while serving a request, from every client of this process
+# (the shared session client, the monitored ones, the ones apps open for themselves). Fixtures'
+# own reads and writes happen outside a request, so they stay out. Checked at session end.
+QUERY_SHAPES = capture.ShapeRecorder(accept=lambda: current_request_id() is not None)
+_GATE_PROBLEMS = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Global, so it reaches clients the app opens itself; it must precede every client.
+    monitoring.register(QUERY_SHAPES)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The query-plan gate: every shape the app sent needs a serving index, or the run fails.
+
+    The shapes are also written for `python -m indexes check`, which prints the whole table.
+    """
+    tallies = dict(QUERY_SHAPES)
+    if not tallies:
+        return
+    capture.dump(tallies, QUERY_SHAPES_FILE)
+    rows = gate.check(tallies, gate.Declarations(DECLARED, SHAPES, KEY_FILTERS))
+    session.config.stash[_GATE_PROBLEMS] = gate.problems(rows)
+    if session.config.stash[_GATE_PROBLEMS] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _GATE_PROBLEMS not in config.stash:
+        return
+    problems = config.stash[_GATE_PROBLEMS]
+    shapes = len(dict(QUERY_SHAPES))
+    if not problems:
+        terminalreporter.write_line(
+            f"query-plan gate: {shapes} shapes, each served by a declared index "
+            f"({QUERY_SHAPES_FILE}; `python -m indexes check` prints the table)"
+        )
+        return
+    terminalreporter.section("query-plan gate FAILED", red=True)
+    for problem in problems:
+        terminalreporter.write_line(problem, red=True)
+    terminalreporter.write_line(
+        f"{len(problems)} of {shapes} shapes have no serving index; declare one by the ESR rule "
+        "in indexes/ or change the query (`python -m indexes check` prints the table)"
+    )
 
 
 def _servers_up() -> bool:
