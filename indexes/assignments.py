@@ -21,12 +21,26 @@ INDEXES = [
         unique=True,
         sparse=True,
     ),
+    # organizationId sits after the sort keys of the next two: organization keys add it to
+    # every query (tenant scope), and it is checked on index keys without breaking the sort.
     IndexModel(
-        [("providerId", ASC), ("isActive", ASC), ("assignedAt", DESC), ("_id", DESC)],
+        [
+            ("providerId", ASC),
+            ("isActive", ASC),
+            ("assignedAt", DESC),
+            ("_id", DESC),
+            ("organizationId", ASC),
+        ],
         name="assignments_provider_active",
     ),
     IndexModel(
-        [("clinicId", ASC), ("isActive", ASC), ("assignedAt", DESC), ("_id", DESC)],
+        [
+            ("clinicId", ASC),
+            ("isActive", ASC),
+            ("assignedAt", DESC),
+            ("_id", DESC),
+            ("organizationId", ASC),
+        ],
         name="assignments_clinic_active",
     ),
     # clinics/{id}/providers is answered from the index alone. organizationId sits last: the
@@ -46,7 +60,13 @@ INDEXES = [
         [("organizationId", ASC), ("isActive", ASC), ("assignedAt", DESC), ("_id", DESC)],
         name="assignments_org_active",
     ),
-    IndexModel([("assignedAt", DESC), ("_id", DESC)], name="assignments_assigned"),
+    # GET /assignments with no provider, clinic or organization: the service sends isActive
+    # as $in [false, true] when absent, so both forms are equality on isActive (ESR), and
+    # MongoDB merges the two ranges in assignedAt order. Replaces (assignedAt, _id), which
+    # left isActive to be filtered on documents (the query-plan gate caught it).
+    IndexModel(
+        [("isActive", ASC), ("assignedAt", DESC), ("_id", DESC)], name="assignments_active_assigned"
+    ),
 ]
 
 UNIQUE_FIELDS = {
@@ -54,8 +74,14 @@ UNIQUE_FIELDS = {
     "assignments_one_active_primary": "isPrimaryClinic",
 }
 
-# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
-KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+# Equality fields an index checks on its keys after the sort (see indexes.gate). The tenant
+# scope narrows a provider's or a clinic's assignments, never widens the scan: a clinic has
+# one organization, and a provider works for few.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {
+    "assignments_provider_active": ("organizationId",),
+    "assignments_clinic_active": ("organizationId",),
+    "assignments_clinic_providers_covering": ("organizationId",),
+}
 
 SHAPES = [
     QueryShape(
@@ -92,5 +118,13 @@ SHAPES = [
         equality=("organizationId", "isActive"),
         sort=(("assignedAt", -1), ("_id", -1)),
         endpoints=("GET /api/v1/assignments (organization key)", "reports summary"),
+    ),
+    QueryShape(
+        "assignments.list",
+        COLLECTION,
+        "assignments_active_assigned",
+        equality=("isActive",),
+        sort=(("assignedAt", -1), ("_id", -1)),
+        endpoints=("GET /api/v1/assignments", "GET /api/v1/assignments?isActive="),
     ),
 ]

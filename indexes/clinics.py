@@ -13,7 +13,9 @@ INDEXES = [
         [("organizationId", ASC), ("code", ASC)], name="clinics_org_code_unique", unique=True
     ),
     # Serves the organization's clinic list by name AND the prefix search, covered: the
-    # search projection (id, name, code, status) is inside the index.
+    # search projection (id, name, code, status) is inside the index. The search filters
+    # (status, state, city) are checked on its keys: an organization has tens to hundreds of
+    # clinics, so walking its names is bounded, and one index serves every combination.
     IndexModel(
         [
             ("organizationId", ASC),
@@ -22,6 +24,8 @@ INDEXES = [
             ("name", ASC),
             ("code", ASC),
             ("status", ASC),
+            ("address.state", ASC),
+            ("address.city", ASC),
         ],
         name="clinics_org_name_covering",
     ),
@@ -33,13 +37,34 @@ INDEXES = [
         [("organizationId", ASC), ("createdAt", DESC), ("_id", DESC)], name="clinics_org_created"
     ),
     IndexModel([("nameKey", ASC), ("_id", ASC)], name="clinics_name_id"),
+    # Search across organizations by city or state (platform keys): equality on the place,
+    # then the name order; the other filters are checked on keys within that place.
+    IndexModel(
+        [
+            ("address.city", ASC),
+            ("nameKey", ASC),
+            ("_id", ASC),
+            ("address.state", ASC),
+            ("status", ASC),
+        ],
+        name="clinics_city_name",
+    ),
+    IndexModel(
+        [("address.state", ASC), ("nameKey", ASC), ("_id", ASC), ("status", ASC)],
+        name="clinics_state_name",
+    ),
     IndexModel([("createdAt", DESC), ("_id", DESC)], name="clinics_created"),
 ]
 
 UNIQUE_FIELDS = {"clinics_org_code_unique": "code"}
 
-# Equality fields an index checks on its keys after the sort (see indexes.gate); none here.
-KEY_FILTERS: dict[str, tuple[str, ...]] = {}
+# Equality fields an index checks on its keys after the sort (see indexes.gate), with the
+# reasons beside the indexes above.
+KEY_FILTERS: dict[str, tuple[str, ...]] = {
+    "clinics_org_name_covering": ("status", "address.state", "address.city"),
+    "clinics_city_name": ("address.state", "status"),
+    "clinics_state_name": ("status",),
+}
 
 SHAPES = [
     QueryShape(
@@ -84,5 +109,23 @@ SHAPES = [
         "clinics_name_id",
         sort=(("nameKey", 1), ("_id", 1)),
         endpoints=("GET /api/v1/clinics",),
+    ),
+    QueryShape(
+        "clinics.search.by_city",
+        COLLECTION,
+        "clinics_city_name",
+        equality=("address.city",),
+        sort=(("nameKey", 1), ("_id", 1)),
+        range=("nameKey",),
+        endpoints=("GET /api/v1/clinics/search?city=&q=",),
+    ),
+    QueryShape(
+        "clinics.search.by_state",
+        COLLECTION,
+        "clinics_state_name",
+        equality=("address.state",),
+        sort=(("nameKey", 1), ("_id", 1)),
+        range=("nameKey",),
+        endpoints=("GET /api/v1/clinics/search?state=&q=",),
     ),
 ]
