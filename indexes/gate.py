@@ -241,7 +241,8 @@ def _verdict_for(shape: SentShape, found: Predicates, decl: Declarations) -> Ver
         index, how = (preferred or served)[0]
         return Verdict(index, how, declared=name_of)
     if closest is None:
-        problem = f"{shape.text()}: no index declared on {shape.collection} serves it"
+        reason = f"covered shape {name_of} needs index {declared.index}" if declared else ""
+        problem = f"{shape.text()}: no declared index serves it; {reason}".rstrip("; ")
         return Verdict(None, "", (problem,), name_of)
     index, reasons = closest
     problem = f"{shape.text()}: no declared index serves it; closest {index}: " + "; ".join(reasons)
