@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,11 @@ QUERY_SHAPES_FILE = Path(os.environ.get("QUERY_SHAPES_FILE") or STACK_DIR / "que
 # Every query shape the app sends while serving a request, from every client of this process
 # (the shared session client, the monitored ones, the ones apps open for themselves). Fixtures'
 # own reads and writes happen outside a request, so they stay out. Checked at session end.
-QUERY_SHAPES = capture.ShapeRecorder(accept=lambda: current_request_id() is not None)
+# Set by tests that make the app send unserved queries on purpose, to show the gate failing.
+OUTSIDE_GATE: ContextVar[bool] = ContextVar("outside_gate", default=False)
+QUERY_SHAPES = capture.ShapeRecorder(
+    accept=lambda: current_request_id() is not None and not OUTSIDE_GATE.get()
+)
 _GATE_PROBLEMS = pytest.StashKey[list[str]]()
 
 
