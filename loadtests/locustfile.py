@@ -12,26 +12,53 @@ Behaviour of one simulated user (weights in brackets):
       race: re-read and move on, which is the documented client behaviour).
 
 `API_KEY` (platform_admin, or an org key to stay inside one tenant) comes from the
-environment. Percentile targets per route class are in DESIGN.md; `--csv` keeps the numbers.
+environment. `--csv` keeps the numbers.
+
+Pass/fail: the P95 of each route class and the error rate are held to the budget table
+`loadtests/k6/budgets.json` (the k6 thresholds are checked against the same table); a breach
+makes locust exit 1. Headless runs must be bounded (`-t`). `--budget-factor 0.01` scales the
+budgets down, to see a run fail on purpose.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from gevent.lock import BoundedSemaphore
 from locust import HttpUser, between, events, task
 from locust.env import Environment
+from locust.stats import StatsEntry
 
 LIST_FIELDS = "name,code,status"
+BUDGET_TABLE = Path(__file__).resolve().parent / "k6" / "budgets.json"
+logger = logging.getLogger("budgets")
+
+
+def route_class(name: str) -> str:
+    """The budget class of a request, by the name locust records it under: one document
+    (`.../[id]`, its revalidation, a write) is crud; a search, a report; the rest lists."""
+    if "/search" in name:
+        return "search"
+    if "/reports/" in name:
+        return "reports"
+    path = name.removesuffix(" (revalidate)")
+    if path.endswith("/[id]") or path.split(" ")[0] in ("PATCH", "PUT", "POST", "DELETE"):
+        return "crud"
+    return "lists"
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     parser.add_argument("--pages", type=int, default=3, help="pages to follow per browse")
+    parser.add_argument(
+        "--budget-factor", type=float, default=1.0, help="scale every P95 budget (0.01 fails)"
+    )
 
 
 @events.test_start.add_listener
@@ -41,6 +68,45 @@ def _require_key(environment: Environment, **kwargs: Any) -> None:
             "API_KEY is required: "
             "python -m enterprise keys create --name locust --role platform_admin"
         )
+    options = environment.parsed_options
+    if options is not None and options.headless and not options.run_time:
+        raise SystemExit("a headless run must be bounded: pass -t (e.g. -t 30s)")
+
+
+def budget_breaches(environment: Environment, factor: float) -> list[str]:
+    """Route classes over their P95 budget, and the error rate over its limit."""
+    table = json.loads(BUDGET_TABLE.read_text())
+    classes: dict[str, StatsEntry] = {}
+    for entry in environment.stats.entries.values():
+        kind = route_class(entry.name)
+        merged = classes.setdefault(kind, StatsEntry(environment.stats, kind, ""))
+        merged.extend(entry)
+    breaches = []
+    for kind, merged in sorted(classes.items()):
+        budget = table["p95_ms"].get(kind)
+        if budget is None or not merged.num_requests:
+            continue
+        p95 = merged.get_response_time_percentile(0.95)
+        verdict = "ok" if p95 <= budget * factor else "OVER"
+        logger.info("%s: P95 %.0f ms, budget %.0f ms: %s", kind, p95, budget * factor, verdict)
+        if verdict != "ok":
+            breaches.append(f"{kind} P95 {p95:.0f} ms > {budget * factor:g} ms")
+    error_rate = environment.stats.total.fail_ratio
+    limit = table["max_error_rate"]
+    logger.info("error rate %.4f, limit %.4f", error_rate, limit)
+    if error_rate > limit:
+        breaches.append(f"error rate {error_rate:.4f} > {limit}")
+    return breaches
+
+
+@events.quitting.add_listener
+def _hold_to_budgets(environment: Environment, **kwargs: Any) -> None:
+    options = environment.parsed_options
+    breaches = budget_breaches(environment, options.budget_factor if options else 1.0)
+    for breach in breaches:
+        logger.error("budget missed: %s", breach)
+    if breaches:
+        environment.process_exit_code = 1
 
 
 class ApiUser(HttpUser):

@@ -10,12 +10,14 @@ import { check, fail } from 'k6';
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8000').replace(/\/$/, '');
 export const API_KEY = __ENV.API_KEY || '';
 
-// P95 budgets in ms per route class (DESIGN.md section 4 / settings.DEFAULT_BUDGETS_MS).
+// P95 budgets in ms per route class, error rate and checks: the values of budgets.json, the
+// one table locust reads too. `python loadtests/budgets.py check` (a unit test) fails when
+// they drift apart, or from the service's own budgets (settings.DEFAULT_BUDGETS_MS).
 export const BUDGETS = { crud: 150, lists: 200, search: 300 };
 
 export function budgetThresholds(classes) {
   const thresholds = {
-    http_req_failed: ['rate<0.01'],
+    http_req_failed: ['rate<0.001'],
     checks: ['rate>0.99'],
   };
   for (const kind of classes) {
