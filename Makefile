@@ -28,7 +28,7 @@ export STACK_MANAGED := $(if $(EXTERNAL_SERVERS),0,1)
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status indexes seed run test check bench clean distclean
+.PHONY: help venv stack-up stack-down stack-status indexes seed run test check loadtest bench clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,10 @@ check: venv ## Lint, format check and type check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+loadtest: venv $(SERVERS) ## A short locust run held to the budget table (loadtests/locust.sh); exit 1 on a miss
+	@scripts/bootstrap.sh dev,bench
+	bash loadtests/locust.sh
 
 bench: venv $(SERVERS) ## Install '.[bench]', wrk and hey, and run the load tests (loadtests/run.sh)
 	@scripts/bootstrap.sh bench
