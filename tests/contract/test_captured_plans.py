@@ -33,6 +33,7 @@ from indexes.capture import SentShape, load
 from indexes.gate import Declarations, predicates, verdict
 from indexes.sync import sync as sync_indexes
 from tests.conftest import QUERY_SHAPES_FILE
+from tests.contract.conftest import require_index_plans
 from tests.integration.factories import (
     assignment_document,
     clinic_document,
@@ -80,12 +81,7 @@ CAPTURED = _captured()
 
 @pytest.fixture(scope="module")
 def mongodb_plans(capabilities: ServerCapabilities) -> None:
-    if not capabilities.index_backed_reads:
-        pytest.skip(
-            f"{capabilities.server} {capabilities.version} answers every filter but _id with a "
-            "full scan (explain: SCAN, filterPushdown=false), so index plans can only be "
-            "checked on MongoDB"
-        )
+    require_index_plans(capabilities)
     if not CAPTURED:
         pytest.skip(
             f"no captured query shapes at {QUERY_SHAPES_FILE}: run the integration tier first "
