@@ -141,22 +141,26 @@ def _same_or_reversed(a: Sequence[tuple[str, int]], b: Sequence[tuple[str, int]]
 
 
 def _declared_shape(shape: SentShape, found: Predicates, decl: Declarations) -> QueryShape | None:
-    """The declared shape this one is an instance of (same equality, sort and ranges)."""
-    for declared in decl.shapes:
-        if declared.collection != shape.collection:
-            continue
-        filters = set(decl.key_filters.get(shape.collection, {}).get(declared.index, ()))
-        extra = found.equality - set(declared.equality)
-        if not set(declared.equality) <= found.equality or not extra <= filters:
-            continue
-        sort_fields = frozenset(name for name, _ in declared.sort)
-        if not _same_or_reversed(
-            _without(shape.sort, found.equality), _without(declared.sort, found.equality)
-        ):
-            continue
-        if found.ranges <= set(declared.range) | sort_fields:
-            return declared
-    return None
+    """The declared shape this one is an instance of (same equality, sort and ranges); one
+    with the equality fields exactly beats one that checks some as key filters."""
+    matches = [d for d in decl.shapes if _instance_of(shape, found, d, decl)]
+    return min(matches, key=lambda d: len(found.equality - set(d.equality)), default=None)
+
+
+def _instance_of(
+    shape: SentShape, found: Predicates, declared: QueryShape, decl: Declarations
+) -> bool:
+    if declared.collection != shape.collection:
+        return False
+    filters = set(decl.key_filters.get(shape.collection, {}).get(declared.index, ()))
+    extra = found.equality - set(declared.equality)
+    if not set(declared.equality) <= found.equality or not extra <= filters:
+        return False
+    if not _same_or_reversed(
+        _without(shape.sort, found.equality), _without(declared.sort, found.equality)
+    ):
+        return False
+    return found.ranges <= set(declared.range) | {name for name, _ in declared.sort}
 
 
 def _projected(shape: SentShape) -> tuple[str, ...] | None:
@@ -238,7 +242,8 @@ def _verdict_for(shape: SentShape, found: Predicates, decl: Declarations) -> Ver
     name_of = declared.name if declared else None
     if served:
         preferred = [s for s in served if declared is not None and s[0] == declared.index]
-        index, how = (preferred or served)[0]
+        plain = sorted(served, key=lambda s: "key filter" in s[1])  # stable: declared order
+        index, how = (preferred or plain)[0]
         return Verdict(index, how, declared=name_of)
     if closest is None:
         reason = f"covered shape {name_of} needs index {declared.index}" if declared else ""

@@ -183,3 +183,10 @@ def test_keyset_or_is_a_range_on_the_sort_keys_and_other_ors_need_every_arm() ->
 def _one(command: dict[str, Any]) -> SentShape:
     (shape,) = shapes_of("find", command)
     return shape
+
+
+def test_a_strict_esr_index_is_preferred_over_a_key_filter() -> None:
+    shape = _one(_find("clinics", {"organizationId": ORG, "status": "ACTIVE"}, BY_NAME))
+    result = verdict(shape, _declared())
+    assert (result.index, result.how) == ("clinics_org_status_name", "ok: ESR")
+    assert result.declared == "clinics.org_list.by_status_name"
