@@ -349,6 +349,29 @@ async def test_fields_selects_item_and_list_fields(
     assert listed.json()["data"] == [{"id": org["id"], "subscriptionTier": "PRO"}]
 
 
+@pytest.mark.parametrize("sort", ["name", "-createdAt"])
+async def test_list_filters_by_status_and_tier(
+    client: httpx.AsyncClient, admin: Headers, sort: str
+) -> None:
+    pro = await create_organization(client, admin, "Tier Pro A", subscriptionTier="PRO")
+    suspended = await create_organization(
+        client, admin, "Tier Pro B", subscriptionTier="PRO", status="SUSPENDED"
+    )
+    await create_organization(client, admin, "Tier Free", subscriptionTier="FREE")
+
+    async def names(**params: str) -> list[str]:
+        query = {"sort": sort, "count": "estimated", "fields": "name", **params}
+        response = await client.get(f"{API}/organizations", params=query, headers=admin)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["count"]["value"] == len(body["data"])
+        return sorted(item["name"] for item in body["data"])
+
+    assert await names(subscriptionTier="PRO") == [pro["name"], suspended["name"]]
+    assert await names(status="SUSPENDED") == [suspended["name"]]
+    assert await names(status="ACTIVE", subscriptionTier="PRO") == [pro["name"]]
+
+
 # -- deleting with dependants -------------------------------------------------------------
 
 

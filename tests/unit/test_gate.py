@@ -115,15 +115,16 @@ def test_removing_an_index_fails_the_gate_naming_the_shape(
 
 
 def test_a_new_query_without_an_index_fails_the_gate() -> None:
-    new = ("find", _find("organizations", {"subscriptionTier": "PRO"}, NEWEST))
+    new = ("find", _find("organizations", {"subscriptionEndDate": {"$lt": NOW}}, NEWEST))
     found = problems(check(_shapes([*APP_COMMANDS, new]), _declared()))
     assert len(found) == 1
-    assert found[0].startswith("organizations find {subscriptionTier: $eq} sort createdAt -1")
+    assert found[0].startswith("organizations find {subscriptionEndDate: $lt} sort createdAt -1")
 
 
 def test_a_filter_outside_the_index_is_not_served() -> None:
-    # status would be filtered on documents after the index walk: not ESR, not declared.
-    shape = _one(_find("organizations", {"status": "ACTIVE", "subscriptionTier": "PRO"}, BY_NAME))
+    # subscriptionEndDate would be filtered on documents after the index walk: not ESR.
+    query = {"status": "ACTIVE", "subscriptionEndDate": {"$lt": NOW}}
+    shape = _one(_find("organizations", query, BY_NAME))
     assert not verdict(shape, _declared()).ok
 
 
