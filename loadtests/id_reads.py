@@ -61,6 +61,20 @@ def measure(collection: Collection[dict[str, Any]], repeat: int) -> list[str]:
     rows.append(f"| `find_one` by `_id` (ms) | {' | '.join(reads)} |")
 
     last = where["last"]
+    current = collection.find_one({"_id": last}, {"version": 1, "organizationId": 1})
+    assert current is not None
+    # What the app sends: a conditional write names the version it read, an organization-
+    # scoped key adds its organization to every filter.
+    conditional = {"_id": last, "version": current.get("version")}
+    rows.append(
+        f"| `find_one` by `{{_id, version}}` (ms) | | | "
+        f"{median_ms(repeat, lambda: collection.find_one(conditional)):.2f} |"
+    )
+    write = median_ms(
+        repeat, lambda: collection.find_one_and_update(conditional, {"$set": {MARK: 1}})
+    )
+    rows.append(f"| `find_one_and_update` by `{{_id, version}}` (ms) | | | {write:.2f} |")
+    collection.update_one({"_id": last}, {"$unset": {MARK: ""}})
     update = median_ms(
         repeat,
         lambda: (

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Two builds of the FerretDB launcher on the same data, alternating: upstream FerretDB (no
-# scripts/ferretdb/patches) against ours. Each round runs domain_vs_driver.sh's item step
-# (uncached GET /clinics/{id} and a bare AsyncMongoClient doing the same finds) on each build.
+# scripts/ferretdb/patches) against ours. Each round runs, on each build, loadtests/id_reads.py
+# (finds and writes by _id at the first, middle and last document) and domain_vs_driver.sh's
+# item step (uncached GET /clinics/{id} and a bare AsyncMongoClient doing the same finds).
 #
 #   bash loadtests/launcher_ab.sh     # after the bench database is seeded (domain_vs_driver.sh)
 #
 # Env: ROUNDS (3), DURATION (10 s per measurement), ITEM_SAMPLE (0: rotate over every clinic),
 # BENCH_DB (bench_enterprise), FERRETDB_DATA (.stack/data/ferretdb, copied, never written).
 # Both builds serve a copy of the data on a free port of their own; the shared stack is not
-# touched. Rows go to $RESULTS/launcher_ab.jsonl, labelled upstream-* and patched-*.
+# touched. Rows go to $RESULTS/launcher_ab.jsonl, labelled upstream-* and patched-*; the
+# id_reads tables to $RESULTS/<build>-<round>/id_reads.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid go
@@ -36,6 +38,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
       -data-dir "$RESULTS/ab-data" -log-level warn
     for _ in {1..100}; do port_free "$port" || break; sleep 0.1; done
     log "round $round: $build on 127.0.0.1:$port"
+    mkdir -p "$RESULTS/$build-$round"
+    MONGODB_URI="mongodb://127.0.0.1:$port/" MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}" \
+      "$PY" "$ROOT/loadtests/id_reads.py" --repeat 5 >"$RESULTS/$build-$round/id_reads.md"
     MONGODB_URI="mongodb://127.0.0.1:$port/" RESULTS="$RESULTS/$build-$round" ROUNDS=1 \
       bash "$ROOT/loadtests/domain_vs_driver.sh" >/dev/null
     sed -E "s/\"label\": \"/\"label\": \"$build-/; s/\"round\": [0-9]+/\"round\": $round/" \
