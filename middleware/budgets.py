@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import falcon.asgi
 
-from middleware.histogram import SlidingLatency
+from middleware.histogram import SlidingLatency, Window
+from middleware.request_context import current_timings
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,9 @@ class BudgetTracker:
         self._warn_interval_s = warn_interval_s
         self._routes: dict[str, _RouteBudget] = {}
 
-    def record(self, route: str, route_class: str, ms: float) -> None:
-        """Record one request; at most once a second per route, check the 1-min P95."""
+    def record(self, route: str, route_class: str, ms: float, *, error: bool = False) -> None:
+        """Record one request (``error``: it failed on our side, a 5xx); at most once a
+        second per route, check the 1-min P95."""
         budget = self._routes.get(route)
         now = self._clock()
         if budget is None:
@@ -79,7 +81,7 @@ class BudgetTracker:
                 latency=SlidingLatency(target_ms=target, clock=self._clock),
                 last_check=now,
             )
-        budget.latency.record(ms)
+        budget.latency.record(ms, error=error)
         if now - budget.last_check >= CHECK_INTERVAL_S:
             budget.last_check = now
             self._check(route, budget, now)
@@ -107,9 +109,31 @@ class BudgetTracker:
             for route, budget in sorted(self._routes.items())
         ]
 
+    def export(self) -> list[dict[str, Any]]:
+        """Every route's windows as mergeable histograms (``Window.encode``), so another
+        process can add them to its own; :func:`window_summary` reads the sum."""
+        return [
+            {
+                "route": route,
+                "class": budget.route_class,
+                "targetMs": budget.target_ms,
+                "windows": {
+                    name: budget.latency.encoded_window(seconds)
+                    for name, seconds in WINDOWS.items()
+                },
+            }
+            for route, budget in sorted(self._routes.items())
+        ]
+
 
 def _window(budget: _RouteBudget, window_s: int) -> dict[str, Any]:
-    stats = budget.latency.snapshot(window_s)
+    return window_summary(budget.latency.window(window_s), budget.target_ms)
+
+
+def window_summary(window: Window, target_ms: float) -> dict[str, Any]:
+    """One window against its P95 target, ready for JSON (also for windows summed over
+    several processes)."""
+    stats = window.stats()
     if stats.count == 0:
         return {
             "count": 0,
@@ -119,22 +143,30 @@ def _window(budget: _RouteBudget, window_s: int) -> dict[str, Any]:
             "max": None,
             "breaches": 0,
             "burn_rate": None,
+            "errors": 0,
             "status": "no-data",
         }
     return {
         "count": stats.count,
+        "errors": stats.errors,
         "p50": stats.p50,
         "p95": stats.p95,
         "p99": stats.p99,
         "max": stats.max,
         "breaches": stats.over_target,
         "burn_rate": round(stats.over_target / stats.count / ALLOWED_OVER_FRACTION, 3),
-        "status": "breach" if stats.p95 > budget.target_ms else "ok",
+        "status": "breach" if stats.p95 > target_ms else "ok",
     }
 
 
+RequestObserver = Callable[[falcon.asgi.Request, falcon.asgi.Response, str, float], None]
+"""Called once per finished request with its route class and duration (ms): metrics and the
+access log hang here, so a request is timed once for all of them. Must not block."""
+
+
 class BudgetMiddleware:
-    """Falcon middleware that feeds every request's latency into a :class:`BudgetTracker`.
+    """Falcon middleware that feeds every request's latency into a :class:`BudgetTracker`
+    (and into each of ``observers``).
 
     It should be the first Falcon middleware so the time includes the others (auth, rate
     limit, cache). Latency is keyed by route template, not path, so ``/clinics/{clinic_id}``
@@ -146,11 +178,17 @@ class BudgetMiddleware:
     instead to keep the route.
     """
 
-    def __init__(self, tracker: BudgetTracker) -> None:
+    def __init__(
+        self, tracker: BudgetTracker, *, observers: Sequence[RequestObserver] = ()
+    ) -> None:
         self._tracker = tracker
+        self._observers = tuple(observers)
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        req.context.budget_started = time.perf_counter()
+        # From the outermost wrapper's start when there is one, so the budget, the metrics
+        # and the access log time what `Server-Timing: app` reports, not just Falcon's part.
+        timings = current_timings()
+        req.context.budget_started = timings.started if timings else time.perf_counter()
         req.context.budget_resource = None
 
     async def process_resource(
@@ -176,4 +214,6 @@ class BudgetMiddleware:
         known = resource if resource is not None else req.context.get("budget_resource")
         route = f"{req.method} {req.uri_template}" if req.uri_template else UNMATCHED_ROUTE
         route_class = getattr(known, "budget_class", DEFAULT_CLASS)
-        self._tracker.record(route, route_class, elapsed_ms)
+        self._tracker.record(route, route_class, elapsed_ms, error=resp.status_code >= 500)
+        for observe in self._observers:
+            observe(req, resp, route_class, elapsed_ms)

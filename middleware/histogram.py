@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -46,12 +47,80 @@ class WindowStats:
     p99: float
     max: float
     over_target: int
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One window of one process: the merged histogram (microseconds) and exact counters.
+
+    Windows of several processes combine by adding: histogram counts bucket by bucket,
+    ``over_target`` and ``errors`` as integers, ``max`` by taking the larger. Quantiles are
+    then read from the sum, never averaged.
+    """
+
+    window_s: int
+    histogram: HdrHistogram | None
+    over_target: int
+    errors: int
+    max: float
+
+    def __add__(self, other: Window) -> Window:
+        if self.histogram is None:
+            merged = other.histogram
+        elif other.histogram is None:
+            merged = self.histogram
+        else:
+            merged = _new_histogram()
+            merged.add(self.histogram)
+            merged.add(other.histogram)
+        return Window(
+            self.window_s,
+            merged,
+            self.over_target + other.over_target,
+            self.errors + other.errors,
+            max(self.max, other.max),
+        )
+
+    def stats(self) -> WindowStats:
+        merged = self.histogram
+        if merged is None or merged.get_total_count() == 0:
+            return WindowStats(self.window_s, 0, 0.0, 0.0, 0.0, 0.0, 0, 0)
+        values = merged.get_percentile_to_value_dict(list(_PERCENTILES))
+        # HdrHistogram reports the top of a value's bucket; no quantile exceeds the exact max.
+        p50, p95, p99 = (min(values[p] / 1000.0, self.max) for p in _PERCENTILES)
+        count = merged.get_total_count()
+        return WindowStats(
+            self.window_s, count, p50, p95, p99, self.max, self.over_target, self.errors
+        )
+
+    def encode(self) -> dict[str, Any]:
+        """A JSON-ready form (HdrHistogram's compressed base64 encoding)."""
+        return {
+            "windowS": self.window_s,
+            "histogram": self.histogram.encode().decode("ascii") if self.histogram else None,
+            "overTarget": self.over_target,
+            "errors": self.errors,
+            "max": self.max,
+        }
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> Window:
+        encoded = data.get("histogram")
+        histogram = HdrHistogram.decode(encoded.encode("ascii")) if encoded else None
+        return cls(
+            int(data["windowS"]),
+            histogram,
+            int(data["overTarget"]),
+            int(data["errors"]),
+            float(data["max"]),
+        )
 
 
 class _Ring:
     """Fixed-size circular list of per-slot histograms, indexed by ``now // slot_s``."""
 
-    __slots__ = ("slot_s", "size", "epochs", "histograms", "over", "maxima")
+    __slots__ = ("slot_s", "size", "epochs", "histograms", "over", "errors", "maxima")
 
     def __init__(self, slot_s: int, size: int) -> None:
         self.slot_s = slot_s
@@ -59,9 +128,10 @@ class _Ring:
         self.epochs: list[int | None] = [None] * size
         self.histograms: list[HdrHistogram | None] = [None] * size
         self.over = [0] * size
+        self.errors = [0] * size
         self.maxima = [0.0] * size
 
-    def record(self, now: float, micros: int, ms: float, over: bool) -> None:
+    def record(self, now: float, micros: int, ms: float, over: bool, error: bool) -> None:
         epoch = int(now // self.slot_s)
         index = epoch % self.size
         histogram = self.histograms[index]
@@ -70,9 +140,11 @@ class _Ring:
             histogram = self.histograms[index] = _new_histogram()
             self.epochs[index] = epoch
             self.over[index] = 0
+            self.errors[index] = 0
             self.maxima[index] = 0.0
         histogram.record_value(micros)
         self.over[index] += over
+        self.errors[index] += error
         if ms > self.maxima[index]:
             self.maxima[index] = ms
 
@@ -110,14 +182,70 @@ class SlidingLatency:
         self.target_ms = target_ms
         self._clock = clock
         self._rings = (_Ring(10, 30), _Ring(60, 60))
+        self._recorded = 0
+        # Per window: the merge of its closed slots (it changes once per slot), and the
+        # last window and encoding handed out (unchanged until a record or a new slot).
+        self._closed: dict[int, tuple[int, Window]] = {}
+        self._last: dict[int, tuple[tuple[int, int], Window, dict[str, Any] | None]] = {}
 
-    def record(self, ms: float) -> None:
-        """Record one latency in milliseconds (clamped to 0..60 s for the quantiles)."""
+    def record(self, ms: float, *, error: bool = False) -> None:
+        """Record one latency in milliseconds (clamped to 0..60 s for the quantiles);
+        ``error`` counts it among the window's failed requests too."""
         now = self._clock()
         micros = min(round(ms * 1000.0), HIGHEST_US) if ms > 0 else 0
         over = self.target_ms is not None and ms > self.target_ms
         for ring in self._rings:
-            ring.record(now, micros, ms, over)
+            ring.record(now, micros, ms, over, error)
+        self._recorded += 1
+
+    def window(self, window_s: int) -> Window:
+        """The last ``window_s`` seconds as one merged histogram with its exact counters:
+        what another process needs to merge this window with its own (see ``snapshot``).
+
+        Published every second for every route, so it merges the closed slots once per slot
+        and, between records, hands out the same window again.
+        """
+        return self._window(window_s)[1]
+
+    def encoded_window(self, window_s: int) -> dict[str, Any]:
+        """``window(window_s).encode()``, encoded again only when the window changed."""
+        key, window, encoded = self._window(window_s)
+        if encoded is None:
+            encoded = window.encode()
+            self._last[window_s] = (key, window, encoded)
+        return encoded
+
+    def _window(self, window_s: int) -> tuple[tuple[int, int], Window, dict[str, Any] | None]:
+        ring = self._ring_for(window_s)
+        current = int(self._clock() // ring.slot_s)
+        key = (current, self._recorded)
+        last = self._last.get(window_s)
+        if last is not None and last[0] == key:
+            return last
+        closed = self._closed.get(window_s)
+        if closed is None or closed[0] != current:
+            closed = (current, self._merge(ring, window_s, current, closed_only=True))
+            self._closed[window_s] = closed
+        window = closed[1] + self._merge(ring, window_s, current, closed_only=False)
+        self._last[window_s] = (key, window, None)
+        return key, window, None
+
+    def _merge(self, ring: _Ring, window_s: int, current: int, *, closed_only: bool) -> Window:
+        """The closed slots of the window, or its current slot alone."""
+        merged: HdrHistogram | None = None
+        over = errors = 0
+        maximum = 0.0
+        for index in ring.live(current * ring.slot_s, window_s // ring.slot_s):
+            histogram = ring.histograms[index]
+            if histogram is None or (ring.epochs[index] == current) == closed_only:
+                continue
+            if merged is None:
+                merged = _new_histogram()
+            merged.add(histogram)
+            over += ring.over[index]
+            errors += ring.errors[index]
+            maximum = max(maximum, ring.maxima[index])
+        return Window(window_s, merged, over, errors, maximum)
 
     def snapshot(self, window_s: int) -> WindowStats:
         """Summarise the last ``window_s`` seconds (a multiple of 10 up to 300, or of 60 up
@@ -126,25 +254,7 @@ class SlidingLatency:
         Raises:
             ValueError: No ring can serve that window.
         """
-        ring = self._ring_for(window_s)
-        merged: HdrHistogram | None = None
-        over = 0
-        maximum = 0.0
-        for index in ring.live(self._clock(), window_s // ring.slot_s):
-            histogram = ring.histograms[index]
-            if histogram is None:
-                continue
-            if merged is None:
-                merged = _new_histogram()
-            merged.add(histogram)
-            over += ring.over[index]
-            maximum = max(maximum, ring.maxima[index])
-        if merged is None or merged.get_total_count() == 0:
-            return WindowStats(window_s, 0, 0.0, 0.0, 0.0, 0.0, 0)
-        values = merged.get_percentile_to_value_dict(list(_PERCENTILES))
-        # HdrHistogram reports the top of a value's bucket; no quantile exceeds the exact max.
-        p50, p95, p99 = (min(values[p] / 1000.0, maximum) for p in _PERCENTILES)
-        return WindowStats(window_s, merged.get_total_count(), p50, p95, p99, maximum, over)
+        return self.window(window_s).stats()
 
     def _ring_for(self, window_s: int) -> _Ring:
         for ring in self._rings:

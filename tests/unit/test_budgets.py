@@ -54,6 +54,7 @@ def test_within_budget_and_no_data() -> None:
         "max": None,
         "breaches": 0,
         "burn_rate": None,
+        "errors": 0,
         "status": "no-data",
     }
     assert windows["5m"]["burn_rate"] == 0.4
@@ -128,3 +129,22 @@ async def test_falcon_middleware_records_route_template_and_class() -> None:
     assert (clinic["class"], clinic["target_ms"]) == ("clinic", 150.0)
     assert clinic["windows"]["1m"]["count"] == 2
     assert rows["unmatched"]["class"] == "default"
+
+
+def test_windows_of_two_processes_add_up_to_one() -> None:
+    """What /performance endpoints do across workers: encode each worker's window, decode,
+    add; the sum's quantiles equal those of one tracker that saw every request."""
+    from middleware.budgets import window_summary
+    from middleware.histogram import Window
+
+    clock = FakeClock()
+    one, two, both = (BudgetTracker(TARGETS, clock=clock) for _ in range(3))
+    for i in range(200):
+        ms = 1.0 + (i * 37) % 90
+        (one if i % 3 else two).record("GET /b", "clinic", ms, error=i % 50 == 0)
+        both.record("GET /b", "clinic", ms, error=i % 50 == 0)
+    merged = Window.decode(one.export()[0]["windows"]["1m"]) + Window.decode(
+        two.export()[0]["windows"]["1m"]
+    )
+    assert window_summary(merged, 100.0) == both.snapshot()[0]["windows"]["1m"]
+    assert window_summary(merged, 100.0)["errors"] == 4
