@@ -64,6 +64,7 @@ class LocalLRU:
     def __init__(self, max_entries: int) -> None:
         self._max = max_entries
         self._items: OrderedDict[str, tuple[float, Entry]] = OrderedDict()
+        self.evictions = 0  # entries pushed out by newer ones before they expired
 
     def get(self, key: str, now: float) -> Entry | None:
         item = self._items.get(key)
@@ -81,6 +82,7 @@ class LocalLRU:
         self._items.move_to_end(key)
         while len(self._items) > self._max:
             self._items.popitem(last=False)
+            self.evictions += 1
 
     def __len__(self) -> int:
         return len(self._items)
@@ -97,6 +99,8 @@ class CacheStats:
     coalesced: int = 0
     degraded_since: float | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    # (resource kind, outcome hit|stale|miss, tier local|redis|none) -> lookups
+    lookups: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         served = self.hits + self.misses + self.stale
@@ -113,8 +117,14 @@ class CacheStats:
         }
 
 
+LookupObserver = Callable[[str, str, str], None]
+
+
 class ResponseCache:
-    """Generations, the two tiers, single-flight bookkeeping and counters."""
+    """Generations, the two tiers, single-flight bookkeeping and counters.
+
+    `on_lookup(kind, outcome, tier)` is told of every lookup (the Prometheus counters).
+    """
 
     def __init__(
         self,
@@ -128,8 +138,10 @@ class ResponseCache:
         clock: Callable[[], float] = time.time,
         namespace: str = "enterprise",
         generation_lease_s: float = 0.0,
+        on_lookup: LookupObserver | None = None,
     ) -> None:
         self.enabled = enabled
+        self._on_lookup = on_lookup
         # Several deployments (or test databases) may share one Redis.
         self._gen = f"gen:{namespace}:"
         self._entry = f"cache:{namespace}:"
@@ -320,6 +332,21 @@ class ResponseCache:
     def now(self) -> float:
         return self._clock()
 
+    def record_lookup(self, kind: str, outcome: str, tier: str) -> None:
+        """Count one lookup of a `kind` of resource: `outcome` hit, stale or miss, served
+        by `tier` (local, redis; none for a miss)."""
+        stats = self.stats
+        if outcome == "hit":
+            stats.hits += 1
+        elif outcome == "stale":
+            stats.stale += 1
+        else:
+            stats.misses += 1
+        key = (kind, outcome, tier)
+        stats.lookups[key] = stats.lookups.get(key, 0) + 1
+        if self._on_lookup is not None:
+            self._on_lookup(kind, outcome, tier)
+
     def entry(
         self,
         *,
@@ -355,6 +382,7 @@ class ResponseCache:
         return {
             **self.stats.as_dict(),
             "localEntries": len(self._local),
+            "localEvictions": self._local.evictions,
             "inflight": len(self._inflight),
             "generationReads": self._reader.reads,
             "generationRequests": self._reader.requests,
@@ -362,6 +390,13 @@ class ResponseCache:
             "generationLeaseLapses": self._leases.lapses,
             "generationLeaseRenewals": self._leases.renewals,
         }
+
+    def lookups(self) -> list[dict[str, Any]]:
+        """Lookups per resource kind, outcome and tier, for the SRE endpoints."""
+        return [
+            {"kind": kind, "outcome": outcome, "tier": tier, "count": count}
+            for (kind, outcome, tier), count in sorted(self.stats.lookups.items())
+        ]
 
 
 def _text(value: Any) -> str:

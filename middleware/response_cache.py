@@ -2,6 +2,7 @@
 
 The app injects `describe(req, resource, params)`, which returns the request's cache target
 (key with generations, TTL, list ETag) or None for uncacheable requests, and the cache store.
+The resource's `cache_kind` attribute (organizations, lists, reports …) labels the counters.
 Single flight: one request per key computes, the others wait for it. Stale-while-revalidate:
 past its TTL an entry is still served (`X-Cache: stale`) while one request refreshes it.
 """
@@ -45,41 +46,53 @@ class ResponseCacheMiddleware:
         if target is None:
             return
         started = time.perf_counter()
+        kind = getattr(resource, "cache_kind", "other")
         # The in-process tier first, with no await: most hits end here. Redis found nothing?
         # Then a leader may have finished while we waited for it, leaving its entry in the
         # local tier: look there again, with no await from here to `lead`, so that one
         # request computes, not two.
+        tier = "local"
         entry = self._cache.get_local(target.key)
         if entry is None:
-            entry = await self._cache.get_remote(target.key) or self._cache.get_local(target.key)
+            entry = await self._cache.get_remote(target.key)
+            if entry is None:
+                entry = self._cache.get_local(target.key)
+            else:
+                tier = "redis"
         now = self._cache.now()
         if entry is not None and now - entry.stored_at <= entry.ttl:
-            self._serve(req, resp, entry, "hit", started)
+            self._serve(req, resp, entry, "hit", started, kind, tier)
             return
         leader = self._cache.lead(target.key)
         if leader is not None:
             if entry is not None and now - entry.stored_at <= entry.ttl + self._cache.stale_seconds:
-                self._serve(req, resp, entry, "stale", started)
+                self._serve(req, resp, entry, "stale", started, kind, tier)
                 return
             try:
                 shared = await asyncio.wait_for(asyncio.shield(leader), self._wait)
             except TimeoutError:
                 shared = None
             if shared is not None:
-                self._serve(req, resp, shared, "hit", started)
+                self._serve(req, resp, shared, "hit", started, kind, "local")
                 return
         else:
             req.context.cache_key = target.key
             req.context.cache_ttl = target.ttl
-        self._cache.stats.misses += 1
+        self._cache.record_lookup(kind, "miss", "none")
         resp.set_header("X-Cache", "miss")
         record_timing("cache", (time.perf_counter() - started) * 1000)
 
-    def _serve(self, req: Request, resp: Response, entry: Any, state: str, started: float) -> None:
-        if state == "stale":
-            self._cache.stats.stale += 1
-        else:
-            self._cache.stats.hits += 1
+    def _serve(
+        self,
+        req: Request,
+        resp: Response,
+        entry: Any,
+        state: str,
+        started: float,
+        kind: str,
+        tier: str,
+    ) -> None:
+        self._cache.record_lookup(kind, state, tier)
         matched = revalidation(req, entry.etag) if entry.etag else None
         if matched is not None:
             not_modified(resp, matched)  # the entry's ETag suffices: no body to set

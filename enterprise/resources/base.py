@@ -131,6 +131,7 @@ class Collection:
         self._parent = parent
         self._creatable = creatable
         self.budget_class = service.spec.list_budget
+        self.cache_kind = "lists"
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         name = self._service.spec.name
@@ -169,6 +170,7 @@ class Item:
         self._ttl = ttl
         self._param = param
         self.budget_class = service.spec.item_budget
+        self.cache_kind = service.spec.name
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         return [f"{self._service.spec.name}#{params[self._param]}"], self._ttl, False

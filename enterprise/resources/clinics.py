@@ -14,6 +14,7 @@ class Search:
     """Case-insensitive name prefix (`q`) with status/state/city filters, by name."""
 
     budget_class = "search"
+    cache_kind = "lists"
 
     def __init__(self, service: ClinicsService, limits: Limits, *, ttl: float) -> None:
         self._service = service

@@ -14,6 +14,7 @@ from enterprise.services.assignments import PROVIDERS_SPEC, SPEC, AssignmentsSer
 
 class ProviderClinics:
     budget_class = "assignments"
+    cache_kind = "lists"
 
     def __init__(self, service: AssignmentsService, limits: Limits, *, ttl: float) -> None:
         self._service = service
@@ -42,6 +43,7 @@ class ProviderClinics:
 
 class ClinicProviders:
     budget_class = "assignments"
+    cache_kind = "lists"
 
     def __init__(self, service: AssignmentsService, limits: Limits, *, ttl: float) -> None:
         self._service = service

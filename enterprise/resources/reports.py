@@ -13,6 +13,7 @@ from enterprise.services.reports import ReportsService
 
 class OrganizationSummary:
     budget_class = "reports"
+    cache_kind = "reports"
 
     def __init__(self, service: ReportsService, *, ttl: float) -> None:
         self._service = service
