@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from enterprise.server import SERVERS, run
@@ -41,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a key; prints the raw key once")
     create.add_argument("--name", required=True)
     create.add_argument(
-        "--role", required=True, choices=("platform_admin", "org_admin", "org_reader", "sre")
+        "--role",
+        required=True,
+        choices=("platform_admin", "org_admin", "org_reader", "sre", "metrics_scraper"),
     )
     create.add_argument("--organization", help="organization id for org_admin/org_reader")
     key_commands.add_parser("list", help="list keys (never the raw key)")
@@ -60,13 +64,29 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     # Workers must know how many siblings write concurrently (the write guard needs it).
     os.environ["WORKERS"] = str(args.workers)
-    run(
-        "enterprise.asgi:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        server=args.server,
-    )
+    # Workers publish their figures (Prometheus values, SRE snapshots) in one directory, so
+    # any of them can answer for all. Set before a worker imports prometheus_client, which
+    # chooses its multiprocess mode then. Given: emptied; not given: a fresh one, removed
+    # when the server stops.
+    from enterprise.metrics import prepare_directory
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    created = not directory
+    if created:
+        directory = tempfile.mkdtemp(prefix="enterprise-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    prepare_directory(directory)
+    try:
+        run(
+            "enterprise.asgi:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            server=args.server,
+        )
+    finally:
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,11 +15,14 @@ import falcon.asgi
 import redis.asyncio
 
 from enterprise import problems
-from enterprise.breakers import make_breaker
+from enterprise.auth import with_metrics_token
+from enterprise.breakers import BreakerBoard, make_breaker
 from enterprise.cache import CacheTargets, ResponseCache
 from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard
+from enterprise.logs import log_access
+from enterprise.metrics import Metrics
 from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
 from enterprise.repositories.client import (
@@ -31,9 +34,20 @@ from enterprise.repositories.client import (
     read_capabilities,
 )
 from enterprise.repositories.clinics import ClinicsRepository
+from enterprise.repositories.explain import PlanExplainer
 from enterprise.repositories.organizations import OrganizationsRepository
-from enterprise.resources import assignments, clinics, exports, health, organizations, providers
+from enterprise.resources import (
+    assignments,
+    clinics,
+    dashboard,
+    exports,
+    health,
+    organizations,
+    performance,
+    providers,
+)
 from enterprise.resources.base import Limits
+from enterprise.resources.metrics import Exposition
 from enterprise.resources.reports import OrganizationSummary
 from enterprise.services.api_keys import ApiKeysService
 from enterprise.services.assignments import AssignmentsService
@@ -43,12 +57,14 @@ from enterprise.services.organizations import OrganizationsService
 from enterprise.services.reports import ReportsService
 from enterprise.services.writes import AfterWrite, CacheInvalidation
 from enterprise.settings import Settings
+from enterprise.telemetry import Telemetry
 from middleware.auth import AuthMiddleware
-from middleware.budgets import BudgetMiddleware, BudgetTracker
+from middleware.budgets import BudgetMiddleware, BudgetTracker, RequestObserver
 from middleware.compression import CompressionMiddleware
 from middleware.conditional import ConditionalMiddleware
 from middleware.deadline import DeadlineMiddleware
 from middleware.disconnect import DisconnectMiddleware
+from middleware.inflight import InFlightMiddleware
 from middleware.request_context import RequestContextMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
 
@@ -65,6 +81,8 @@ class Lifecycle:
         self._close_redis = close_redis
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self._state.settings.metrics_enabled:
+            self._state.telemetry.start()
         caps = await read_capabilities(self._state.mongo)
         self._state.capabilities = caps
         # Where single-document updates are not atomic, serialise writes per document.
@@ -76,6 +94,10 @@ class Lifecycle:
             )
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self._state.telemetry.stop()
+        if self._state.metrics is not None:
+            self._state.metrics.worker_exited()
+        await self._state.explainer.aclose()
         # Background reads (lease renewals) hold Redis connections: let them finish first.
         await self._state.cache.aclose()
         if self._close_mongo:
@@ -96,6 +118,10 @@ class AppState:
         cache: ResponseCache,
         budgets: BudgetTracker,
         timings: CommandTimings,
+        *,
+        telemetry: Telemetry,
+        explainer: PlanExplainer,
+        metrics: Metrics | None,
     ) -> None:
         self.settings = settings
         self.mongo = mongo
@@ -104,6 +130,9 @@ class AppState:
         self.cache = cache
         self.budgets = budgets
         self.timings = timings
+        self.telemetry = telemetry
+        self.explainer = explainer
+        self.metrics = metrics
         self.capabilities: ServerCapabilities | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -127,6 +156,14 @@ def deadline_for(settings: Settings) -> Callable[[str, str], float]:
     return timeout_for
 
 
+def _inflight_tracker(telemetry: Telemetry, metrics: Metrics) -> Callable[[int], None]:
+    def track(delta: int) -> None:
+        telemetry.track_inflight(delta)
+        metrics.track_inflight(delta)
+
+    return track
+
+
 def open_redis(settings: Settings) -> redis.asyncio.Redis:
     """The Redis client: short timeouts, so a stalled Redis trips the breaker, not requests."""
     return redis.asyncio.from_url(
@@ -143,17 +180,27 @@ def create_app(
     redis_client: Any | None = None,
 ) -> ASGIApp:
     """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks)."""
-    timings = CommandTimings(settings.db_slow_query_threshold)
+    metrics = Metrics(settings.prometheus_multiproc_dir) if settings.metrics_enabled else None
+    explainer = PlanExplainer()
+    timings = CommandTimings(
+        settings.db_slow_query_threshold,
+        explainer=explainer,
+        on_command=metrics.observe_command if metrics else None,
+    )
     close_mongo, close_redis = mongo is None, redis_client is None
     mongo = mongo or open_client(settings, [timings])
+    explainer.bind(mongo)
     redis_client = redis_client or open_redis(settings)
     db = mongo[settings.mongodb_database]
 
-    redis_breaker = make_breaker(
-        "redis",
-        failure_threshold=settings.circuit_breaker_failure_threshold,
-        enabled=settings.circuit_breaker_enabled,
-        reset_timeout=settings.circuit_breaker_reset_timeout,
+    breakers = BreakerBoard(metrics.breaker_state if metrics else None)
+    redis_breaker = breakers.add(
+        make_breaker(
+            "redis",
+            failure_threshold=settings.circuit_breaker_failure_threshold,
+            enabled=settings.circuit_breaker_enabled,
+            reset_timeout=settings.circuit_breaker_reset_timeout,
+        )
     )
     cache = ResponseCache(
         redis_client,
@@ -164,6 +211,7 @@ def create_app(
         stale_seconds=settings.cache_stale_seconds,
         namespace=settings.mongodb_database,
         generation_lease_s=settings.cache_generation_lease_ms / 1000,
+        on_lookup=metrics.observe_cache if metrics else None,
     )
     guard = WriteGuard(
         enabled=False,
@@ -172,6 +220,7 @@ def create_app(
         namespace=settings.mongodb_database,
         lease_ms=settings.write_lock_lease_ms,
         wait_ms=settings.write_lock_wait_ms,
+        on_refusal=metrics.refusal if metrics else None,
     )
     repo_options: dict[str, Any] = {
         "guard": guard,
@@ -200,15 +249,41 @@ def create_app(
     )
 
     budgets = BudgetTracker(settings.budgets_ms)
-    state = AppState(settings, mongo, redis_client, guard, cache, budgets, timings)
+    telemetry = Telemetry(
+        budgets=budgets,
+        cache=cache,
+        breakers=breakers,
+        timings=timings,
+        guard=guard,
+        directory=settings.prometheus_multiproc_dir,
+        interval_s=settings.sre_snapshot_interval_s,
+    )
+    state = AppState(
+        settings,
+        mongo,
+        redis_client,
+        guard,
+        cache,
+        budgets,
+        timings,
+        telemetry=telemetry,
+        explainer=explainer,
+        metrics=metrics,
+    )
+    observers: list[RequestObserver] = [metrics.observe_request] if metrics else []
+    if settings.access_log:
+        observers.append(log_access)
     targets = CacheTargets(cache)
     # Order matters. Budgets first, so every request is timed, short-circuits included;
     # then who is asking; then revalidation (a 304 needs no cache lookup and no database);
     # then the response cache, whose hits skip the resource.
     middleware: list[Any] = [
         Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
-        BudgetMiddleware(budgets),
-        AuthMiddleware(keys.authenticate),
+        BudgetMiddleware(budgets, observers=observers),
+        AuthMiddleware(
+            with_metrics_token(keys.authenticate, settings.metrics_token),
+            public_prefixes=("/health/", "/dashboard"),
+        ),
         ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
         ResponseCacheMiddleware(cache, targets.describe),
     ]
@@ -250,6 +325,9 @@ def create_app(
             OrganizationSummary(reports, ttl=settings.cache_ttl_stats),
         ),
         *exports.routes(export_service),
+        *performance.routes(telemetry, slow_query_ms=settings.db_slow_query_threshold),
+        *([("/metrics", Exposition(metrics))] if metrics else []),
+        *dashboard.routes(),
     ]
     for template, resource in route_table:
         app.add_route(template, resource)
@@ -269,5 +347,8 @@ def create_app(
         wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout
     )
     wrapped = RequestContextMiddleware(wrapped)
-    wrapped.state = state  # type: ignore[attr-defined]
+    if metrics is not None:
+        # Outermost: a request is in flight from its first byte to its last.
+        wrapped = InFlightMiddleware(wrapped, _inflight_tracker(telemetry, metrics))
+    wrapped.state = state  # type: ignore[union-attr]
     return wrapped

@@ -7,7 +7,7 @@ from enterprise.app import create_app
 from enterprise.settings import Settings
 
 settings = Settings.from_env()
-logs.configure(settings.log_level, settings.log_json)
+logs.configure(settings.log_level, settings.log_json, access_log=settings.access_log)
 app = create_app(settings)
 
 # What exists now (modules, the app, its clients) lives as long as the worker. Freezing it

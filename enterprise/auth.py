@@ -7,7 +7,9 @@ to the platform (no organization) or to one organization, which then scopes ever
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +23,7 @@ class Role(StrEnum):
     ORG_ADMIN = "org_admin"
     ORG_READER = "org_reader"
     SRE = "sre"
+    METRICS_SCRAPER = "metrics_scraper"  # /metrics only (Prometheus)
 
 
 class Action(StrEnum):
@@ -28,13 +31,15 @@ class Action(StrEnum):
     WRITE = "write"  # tenant data
     ADMIN = "admin"  # create/delete organizations, see every tenant
     OPERATE = "operate"  # performance and SRE endpoints
+    SCRAPE = "scrape"  # /metrics
 
 
 POLICY: dict[Role, frozenset[Action]] = {
     Role.PLATFORM_ADMIN: frozenset(Action),
     Role.ORG_ADMIN: frozenset({Action.READ, Action.WRITE}),
     Role.ORG_READER: frozenset({Action.READ}),
-    Role.SRE: frozenset({Action.OPERATE}),
+    Role.SRE: frozenset({Action.OPERATE, Action.SCRAPE}),
+    Role.METRICS_SCRAPER: frozenset({Action.SCRAPE}),
 }
 
 KEY_PREFIX = "ent_"
@@ -72,3 +77,27 @@ class Principal:
     def require(self, action: Action) -> None:
         if action not in POLICY[self.role]:
             raise Forbidden(f"the {self.role.value} role may not {action.value}")
+
+
+Authenticate = Callable[[str], Awaitable["Principal | None"]]
+
+
+def with_metrics_token(authenticate: Authenticate, token: str) -> Authenticate:
+    """`authenticate`, also accepting `METRICS_TOKEN` as a scrape-only principal, so a
+    Prometheus server needs no API key in the database. No token: `authenticate` itself."""
+    if not token:
+        return authenticate
+    scraper = Principal(
+        key_id="metrics-token",
+        name="metrics token",
+        role=Role.METRICS_SCRAPER,
+        organization_id=None,
+    )
+    expected = token.encode()
+
+    async def check(raw_key: str) -> Principal | None:
+        if hmac.compare_digest(raw_key.encode(), expected):
+            return scraper
+        return await authenticate(raw_key)
+
+    return check

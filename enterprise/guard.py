@@ -19,7 +19,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -69,8 +69,10 @@ class WriteGuard:
         namespace: str = "enterprise",
         lease_ms: int = 5000,
         wait_ms: int = 3000,
+        on_refusal: Callable[[], None] | None = None,
     ) -> None:
         self.enabled = enabled
+        self._on_refusal = on_refusal
         self._redis = redis
         self._workers = workers
         self._namespace = namespace
@@ -79,6 +81,11 @@ class WriteGuard:
         self._local = _LocalLocks()
         self._release: Any = redis.register_script(_RELEASE) if redis is not None else None
         self.refused = 0
+
+    def _refuse(self) -> None:
+        self.refused += 1
+        if self._on_refusal is not None:
+            self._on_refusal()
 
     @property
     def lease_s(self) -> float:
@@ -107,7 +114,7 @@ class WriteGuard:
     async def _acquire(self, key: str) -> str | None:
         if self._redis is None:
             if self._workers > 1:
-                self.refused += 1
+                self._refuse()
                 raise Unavailable("writes cannot be serialised across workers without Redis")
             return None
         token = secrets.token_hex(8)
@@ -119,7 +126,7 @@ class WriteGuard:
                     return token
             except (RedisError, OSError) as ex:
                 if self._workers > 1:
-                    self.refused += 1
+                    self._refuse()
                     logger.warning("write refused: cannot take the Redis write lock: %s", ex)
                     raise Unavailable(
                         "the write lock service is unavailable; the write was not applied",
@@ -130,7 +137,7 @@ class WriteGuard:
                 )
                 return None
             if time.monotonic() >= deadline:
-                self.refused += 1
+                self._refuse()
                 raise Unavailable("the document is busy; the write was not applied", retry_after=1)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.02)

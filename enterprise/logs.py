@@ -1,37 +1,110 @@
-"""JSON logs, configured once; every record carries the request id."""
+"""JSON logs, configured once; every record carries the request id.
+
+Records are handed to a queue on the event loop and written to stderr by a listener thread
+(`logging.handlers.QueueHandler` + `QueueListener`), so a slow or blocked stderr never stalls
+a request. The request id is read where the record is made, since the listener thread has
+no request context.
+
+`ACCESS_LOG=true` adds one line per request (`access`): request id, route template, status,
+duration, db and cache time, cache status and the key's id, never the key.
+"""
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
+import falcon.asgi
 import orjson
 
-from middleware.request_context import current_request_id
+from middleware.budgets import UNMATCHED_ROUTE
+from middleware.request_context import current_request_id, current_timings
+
+ACCESS_LOGGER = "enterprise.access"
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = current_request_id()
+        request_id = getattr(record, "requestId", None) or current_request_id()
         if request_id:
             entry["requestId"] = request_id
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            entry.update(access)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
         return orjson.dumps(entry).decode()
 
 
-def configure(level: str = "INFO", as_json: bool = True) -> None:
+class _ContextQueueHandler(logging.handlers.QueueHandler):
+    """Keeps the request id (a ContextVar of the logging task) on the queued record."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # What crosses the thread: the message rendered, the traceback as text, and the
+        # request id; arguments and exc_info may not survive the trip.
+        prepared = copy.copy(record)
+        prepared.requestId = getattr(record, "requestId", None) or current_request_id()
+        prepared.message = prepared.msg = record.getMessage()
+        prepared.args = None
+        if record.exc_info:
+            prepared.exc_text = logging.Formatter().formatException(record.exc_info)
+            prepared.exc_info = None
+        return prepared
+
+
+def configure(level: str = "INFO", as_json: bool = True, *, access_log: bool = True) -> None:
+    """Route every record through a queue to one stderr handler (JSON or plain text)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if as_json else logging.Formatter("%(levelname)s %(name)s %(message)s")
     )
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    listener.start()
+    atexit.register(listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_ContextQueueHandler(records)]
     root.setLevel(level)
+    # Access lines are their own switch, whatever LOG_LEVEL says of the rest.
+    access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+
+
+def log_access(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, route_class: str, ms: float
+) -> None:
+    """A `RequestObserver` (middleware/budgets.py): one access line per request."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    timings = current_timings()
+    principal = req.context.get("principal")
+    access_logger.info(
+        "access",
+        extra={
+            "access": {
+                "method": req.method,
+                "route": req.uri_template or UNMATCHED_ROUTE,
+                "status": resp.status_code,
+                "durationMs": round(ms, 3),
+                "dbMs": round(timings.db_ms, 3) if timings else None,
+                "dbCalls": timings.db_calls if timings else None,
+                "cacheMs": round(timings.cache_ms, 3) if timings else None,
+                "cache": resp.get_header("X-Cache") or "none",
+                "keyId": principal.key_id if principal is not None else None,
+            }
+        },
+    )

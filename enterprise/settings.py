@@ -105,6 +105,19 @@ class Settings:
 
     log_level: str = "INFO"
     log_json: bool = True
+    # One JSON line per request (enterprise/logs.py), written by a thread off the event loop.
+    access_log: bool = True
+
+    # SRE instrumentation: Prometheus instruments and /metrics, in-flight counting, and
+    # publishing this worker's figures for the others (false: the req/s baseline to
+    # compare against; /performance endpoints then speak for the answering worker only).
+    metrics_enabled: bool = True
+    # A bearer token that may read /metrics only (a Prometheus scrape), besides sre keys.
+    metrics_token: str = ""
+    # Set by `python -m enterprise serve` for its workers: prometheus-client's multiprocess
+    # files and each worker's published figures live here.
+    prometheus_multiproc_dir: str = ""
+    sre_snapshot_interval_s: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -166,6 +179,8 @@ class Settings:
             raise SettingsError("CACHE_GENERATION_LEASE_MS must be 0..1000")
         if self.workers < 1:
             raise SettingsError("WORKERS must be at least 1")
+        if not 0.05 <= self.sre_snapshot_interval_s <= 60:
+            raise SettingsError("SRE_SNAPSHOT_INTERVAL_S must be 0.05..60")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""
