@@ -19,6 +19,8 @@ export FERRETDB_PORT REDIS_PORT
 # Decided before the defaults below are applied: was MONGODB_URI given from outside?
 EXTERNAL_SERVERS := $(if $(MONGODB_URI),1,)
 SERVERS := $(if $(EXTERNAL_SERVERS),,stack-up)
+# The browser drives the dashboard in the faults tier, which runs only on servers it manages.
+BROWSER := $(if $(EXTERNAL_SERVERS),,browser)
 
 export MONGODB_URI ?= mongodb://127.0.0.1:$(FERRETDB_PORT)/
 export REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
@@ -28,7 +30,7 @@ export STACK_MANAGED := $(if $(EXTERNAL_SERVERS),0,1)
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status indexes seed run test check loadtest bench clean distclean
+.PHONY: help venv browser stack-up stack-down stack-status indexes seed run test check loadtest bench clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +38,9 @@ help: ## List the targets
 
 venv: ## Create .venv and install '.[dev]' (only when pyproject.toml changed)
 	@scripts/bootstrap.sh dev
+
+browser: ## Install Debian's chromium + chromium-driver when missing (the dashboard test)
+	@scripts/browser.sh
 
 stack-up: ## Build (once) and start FerretDB + Redis on 127.0.0.1
 	@$(STACK) up
@@ -56,7 +61,7 @@ seed: venv $(SERVERS) ## Seed a small data set if the database is empty; writes 
 run: venv $(SERVERS) indexes seed ## Run the API on http://127.0.0.1:8000 (dev mode)
 	$(PY) -m enterprise serve --host 127.0.0.1 --port 8000
 
-test: venv $(SERVERS) ## Run the test suite (PYTEST_ARGS="-m unit" to narrow it)
+test: venv $(BROWSER) $(SERVERS) ## Run the test suite (PYTEST_ARGS="-m unit" to narrow it)
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -ne 0 ]; then echo "make test: pytest exited with status $$rc" >&2; fi; \
 	exit $$rc

@@ -14,8 +14,11 @@ How workers are combined, so the answer is the same whichever worker gives it:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, NamedTuple
+
+from hdrh.histogram import HdrHistogram
 
 from middleware.budgets import ALLOWED_OVER_FRACTION, WINDOWS, window_summary
 from middleware.histogram import Window
@@ -52,12 +55,30 @@ ALERT_RULES = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _histogram(encoded: str) -> HdrHistogram:
+    # A window unchanged since the last poll arrives with the same encoding: decode it once.
+    # Safe to share: adding windows builds a new histogram and never changes its inputs.
+    return HdrHistogram.decode(encoded.encode("ascii"))
+
+
+def _decode(encoded: dict[str, Any]) -> Window:
+    histogram = encoded.get("histogram")
+    return Window(
+        int(encoded["windowS"]),
+        _histogram(histogram) if histogram else None,
+        int(encoded["overTarget"]),
+        int(encoded["errors"]),
+        float(encoded["max"]),
+    )
+
+
 def _windows(rows: Iterable[dict[str, Any]]) -> dict[str, Window]:
     """Sum of the encoded windows of one route (or query class) over workers."""
     summed: dict[str, Window] = {}
     for row in rows:
         for name, encoded in row["windows"].items():
-            window = Window.decode(encoded)
+            window = _decode(encoded)
             summed[name] = summed[name] + window if name in summed else window
     return summed
 
@@ -130,6 +151,7 @@ def summary(snapshots: list[dict[str, Any]], now: float) -> dict[str, Any]:
         )
     return {
         "combined": COMBINED,
+        "answeredBy": snapshots[0]["pid"],  # the worker that took its snapshot now
         "workers": [
             {
                 "pid": s["pid"],

@@ -16,7 +16,7 @@ from typing import Any
 import falcon.asgi
 
 from middleware.histogram import SlidingLatency, Window
-from middleware.request_context import current_timings
+from middleware.request_context import current_timings, record_timing
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,9 @@ class BudgetMiddleware:
         known = resource if resource is not None else req.context.get("budget_resource")
         route = f"{req.method} {req.uri_template}" if req.uri_template else UNMATCHED_ROUTE
         route_class = getattr(known, "budget_class", DEFAULT_CLASS)
+        # The very figure recorded, also in Server-Timing (`route`), so a client can check
+        # the percentiles reported against its own list of them.
+        record_timing("route", elapsed_ms)
         self._tracker.record(route, route_class, elapsed_ms, error=resp.status_code >= 500)
         for observe in self._observers:
             observe(req, resp, route_class, elapsed_ms)
