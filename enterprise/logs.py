@@ -96,6 +96,7 @@ def log_access(
         "access",
         extra={
             "access": {
+                "requestId": current_request_id(),
                 "method": req.method,
                 "route": req.uri_template or UNMATCHED_ROUTE,
                 "status": resp.status_code,
