@@ -15,13 +15,13 @@ import falcon.asgi
 import redis.asyncio
 
 from enterprise import problems
+from enterprise.access_log import AccessLog
 from enterprise.auth import with_metrics_token
 from enterprise.breakers import BreakerBoard, make_breaker
 from enterprise.cache import CacheTargets, ResponseCache
 from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard
-from enterprise.logs import log_access
 from enterprise.metrics import Metrics
 from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
@@ -156,14 +156,6 @@ def deadline_for(settings: Settings) -> Callable[[str, str], float]:
     return timeout_for
 
 
-def _inflight_tracker(telemetry: Telemetry, metrics: Metrics) -> Callable[[int], None]:
-    def track(delta: int) -> None:
-        telemetry.track_inflight(delta)
-        metrics.track_inflight(delta)
-
-    return track
-
-
 def open_redis(settings: Settings) -> redis.asyncio.Redis:
     """The Redis client: short timeouts, so a stalled Redis trips the breaker, not requests."""
     return redis.asyncio.from_url(
@@ -178,8 +170,10 @@ def create_app(
     *,
     mongo: MongoClient | None = None,
     redis_client: Any | None = None,
+    access_log: AccessLog | None = None,
 ) -> ASGIApp:
-    """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks)."""
+    """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks),
+    and a started `access_log` to have a line written per request (`ACCESS_LOG`)."""
     metrics = Metrics(settings.prometheus_multiproc_dir) if settings.metrics_enabled else None
     explainer = PlanExplainer()
     timings = CommandTimings(
@@ -211,7 +205,6 @@ def create_app(
         stale_seconds=settings.cache_stale_seconds,
         namespace=settings.mongodb_database,
         generation_lease_s=settings.cache_generation_lease_ms / 1000,
-        on_lookup=metrics.observe_cache if metrics else None,
     )
     guard = WriteGuard(
         enabled=False,
@@ -255,6 +248,7 @@ def create_app(
         breakers=breakers,
         timings=timings,
         guard=guard,
+        metrics=metrics,
         directory=settings.prometheus_multiproc_dir,
         interval_s=settings.sre_snapshot_interval_s,
     )
@@ -271,8 +265,8 @@ def create_app(
         metrics=metrics,
     )
     observers: list[RequestObserver] = [metrics.observe_request] if metrics else []
-    if settings.access_log:
-        observers.append(log_access)
+    if access_log is not None:
+        observers.append(access_log.observe)
     targets = CacheTargets(cache)
     # Order matters. Budgets first, so every request is timed, short-circuits included;
     # then who is asking; then revalidation (a 304 needs no cache lookup and no database);
@@ -326,7 +320,7 @@ def create_app(
         ),
         *exports.routes(export_service),
         *performance.routes(telemetry, slow_query_ms=settings.db_slow_query_threshold),
-        *([("/metrics", Exposition(metrics))] if metrics else []),
+        *([("/metrics", Exposition(metrics, telemetry))] if metrics else []),
         *dashboard.routes(),
     ]
     for template, resource in route_table:
@@ -349,6 +343,6 @@ def create_app(
     wrapped = RequestContextMiddleware(wrapped)
     if metrics is not None:
         # Outermost: a request is in flight from its first byte to its last.
-        wrapped = InFlightMiddleware(wrapped, _inflight_tracker(telemetry, metrics))
+        wrapped = InFlightMiddleware(wrapped, telemetry.track_inflight)
     wrapped.state = state  # type: ignore[union-attr]
     return wrapped

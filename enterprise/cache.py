@@ -117,14 +117,8 @@ class CacheStats:
         }
 
 
-LookupObserver = Callable[[str, str, str], None]
-
-
 class ResponseCache:
-    """Generations, the two tiers, single-flight bookkeeping and counters.
-
-    `on_lookup(kind, outcome, tier)` is told of every lookup (the Prometheus counters).
-    """
+    """Generations, the two tiers, single-flight bookkeeping and counters."""
 
     def __init__(
         self,
@@ -138,10 +132,8 @@ class ResponseCache:
         clock: Callable[[], float] = time.time,
         namespace: str = "enterprise",
         generation_lease_s: float = 0.0,
-        on_lookup: LookupObserver | None = None,
     ) -> None:
         self.enabled = enabled
-        self._on_lookup = on_lookup
         # Several deployments (or test databases) may share one Redis.
         self._gen = f"gen:{namespace}:"
         self._entry = f"cache:{namespace}:"
@@ -344,8 +336,6 @@ class ResponseCache:
             stats.misses += 1
         key = (kind, outcome, tier)
         stats.lookups[key] = stats.lookups.get(key, 0) + 1
-        if self._on_lookup is not None:
-            self._on_lookup(kind, outcome, tier)
 
     def entry(
         self,

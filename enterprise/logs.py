@@ -5,8 +5,7 @@ Records are handed to a queue on the event loop and written to stderr by a liste
 a request. The request id is read where the record is made, since the listener thread has
 no request context.
 
-`ACCESS_LOG=true` adds one line per request (`access`): request id, route template, status,
-duration, db and cache time, cache status and the key's id, never the key.
+The access log (one line per request) has a writer of its own: `enterprise/access_log.py`.
 """
 
 from __future__ import annotations
@@ -20,14 +19,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import falcon.asgi
 import orjson
 
-from middleware.budgets import UNMATCHED_ROUTE
-from middleware.request_context import current_request_id, current_timings
-
-ACCESS_LOGGER = "enterprise.access"
-access_logger = logging.getLogger(ACCESS_LOGGER)
+from middleware.request_context import current_request_id
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,9 +35,6 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "requestId", None) or current_request_id()
         if request_id:
             entry["requestId"] = request_id
-        access = getattr(record, "access", None)
-        if isinstance(access, dict):
-            entry.update(access)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -67,7 +58,7 @@ class _ContextQueueHandler(logging.handlers.QueueHandler):
         return prepared
 
 
-def configure(level: str = "INFO", as_json: bool = True, *, access_log: bool = True) -> None:
+def configure(level: str = "INFO", as_json: bool = True) -> None:
     """Route every record through a queue to one stderr handler (JSON or plain text)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -80,32 +71,3 @@ def configure(level: str = "INFO", as_json: bool = True, *, access_log: bool = T
     root = logging.getLogger()
     root.handlers[:] = [_ContextQueueHandler(records)]
     root.setLevel(level)
-    # Access lines are their own switch, whatever LOG_LEVEL says of the rest.
-    access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
-
-
-def log_access(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, route_class: str, ms: float
-) -> None:
-    """A `RequestObserver` (middleware/budgets.py): one access line per request."""
-    if not access_logger.isEnabledFor(logging.INFO):
-        return
-    timings = current_timings()
-    principal = req.context.get("principal")
-    access_logger.info(
-        "access",
-        extra={
-            "access": {
-                "requestId": current_request_id(),
-                "method": req.method,
-                "route": req.uri_template or UNMATCHED_ROUTE,
-                "status": resp.status_code,
-                "durationMs": round(ms, 3),
-                "dbMs": round(timings.db_ms, 3) if timings else None,
-                "dbCalls": timings.db_calls if timings else None,
-                "cacheMs": round(timings.cache_ms, 3) if timings else None,
-                "cache": resp.get_header("X-Cache") or "none",
-                "keyId": principal.key_id if principal is not None else None,
-            }
-        },
-    )

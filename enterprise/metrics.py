@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import falcon.asgi
 from prometheus_client import (
@@ -55,7 +56,7 @@ class Metrics:
         )
         self._inflight = Gauge(
             "enterprise_http_requests_in_flight",
-            "Requests being served.",
+            "Requests being served (sampled at each snapshot, every SRE_SNAPSHOT_INTERVAL_S).",
             registry=registry,
             multiprocess_mode="livesum",
         )
@@ -79,6 +80,11 @@ class Metrics:
             buckets=_COMMAND_BUCKETS,
             registry=registry,
         )
+        # Labelled children by their label values: `labels()` costs a lock and a lookup
+        # per call; the keys are as bounded as the labels (templates, not paths).
+        self._request_children: dict[tuple[str | None, str, int], Any] = {}
+        self._cache_children: dict[tuple[str, str, str], Any] = {}
+        self._cache_synced: dict[tuple[str, str, str], int] = {}
         self._refusals = Counter(
             "enterprise_write_guard_refusals",
             "Writes refused because they could not be serialised (503).",
@@ -90,15 +96,27 @@ class Metrics:
     ) -> None:
         """A `RequestObserver` (middleware/budgets.py)."""
         method = req.method if req.method in _METHODS else "OTHER"
-        route = req.uri_template or UNMATCHED_ROUTE
-        status_class = f"{resp.status_code // 100}xx"
-        self._requests.labels(route, method, status_class).observe(ms / 1000.0)
+        key = (req.uri_template, method, resp.status_code // 100)
+        child = self._request_children.get(key)
+        if child is None:
+            route = req.uri_template or UNMATCHED_ROUTE
+            child = self._requests.labels(route, method, f"{key[2]}xx")
+            self._request_children[key] = child
+        child.observe(ms / 1000.0)
 
-    def track_inflight(self, delta: int) -> None:
-        self._inflight.inc(delta)
-
-    def observe_cache(self, kind: str, outcome: str, tier: str) -> None:
-        self._cache.labels(kind, outcome, tier).inc()
+    def sync(self, inflight: int, lookups: dict[tuple[str, str, str], int]) -> None:
+        """Hand over what this worker counts anyway (in-flight requests, cache lookups), in
+        a batch: at each snapshot publish and before an exposition, not per request. Each
+        value written costs a lock and a write to the multiprocess file."""
+        self._inflight.set(inflight)
+        for key, total in lookups.items():
+            delta = total - self._cache_synced.get(key, 0)
+            if delta > 0:
+                child = self._cache_children.get(key)
+                if child is None:
+                    child = self._cache_children[key] = self._cache.labels(*key)
+                child.inc(delta)
+                self._cache_synced[key] = total
 
     def observe_command(self, command: str, collection: str, seconds: float) -> None:
         self._commands.labels(command, collection).observe(seconds)

@@ -28,6 +28,7 @@ import orjson
 from enterprise.breakers import BreakerBoard
 from enterprise.cache import ResponseCache
 from enterprise.guard import WriteGuard
+from enterprise.metrics import Metrics
 from enterprise.repositories.client import CommandTimings
 from middleware.budgets import WINDOWS, BudgetTracker
 
@@ -52,6 +53,7 @@ class Telemetry:
         breakers: BreakerBoard,
         timings: CommandTimings,
         guard: WriteGuard,
+        metrics: Metrics | None = None,
         directory: str = "",
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
@@ -61,6 +63,7 @@ class Telemetry:
         self.breakers = breakers
         self.timings = timings
         self.guard = guard
+        self.metrics = metrics
         self.directory = Path(directory) if directory else None
         self.interval_s = interval_s
         self._clock = clock
@@ -133,7 +136,13 @@ class Telemetry:
             snapshots.append(snapshot)
         return snapshots
 
+    def sync_metrics(self) -> None:
+        """Bring the Prometheus values this worker counts in batches up to date."""
+        if self.metrics is not None:
+            self.metrics.sync(self.inflight, self.cache.stats.lookups)
+
     async def publish(self) -> None:
+        self.sync_metrics()
         path = self._own_file
         if path is None:
             return

@@ -50,7 +50,7 @@
       svg.appendChild(line);
     }
     const points = values.map((v, i) => {
-      const x = values.length > 1 ? (i / (HISTORY - 1)) * width : 0;
+      const x = values.length > 1 ? (i / (values.length - 1)) * width : 0;
       return `${x.toFixed(1)},${(height - (v / top) * height).toFixed(1)}`;
     });
     const polyline = document.createElementNS(ns, "polyline");

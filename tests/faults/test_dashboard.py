@@ -116,9 +116,13 @@ async def test_the_dashboard_is_live_in_a_real_browser(
         await asyncio.to_thread(open_and_connect)
         await traffic(20)
 
+        # Read in the page, in one go: the tables are redrawn under selenium's feet.
         def routes_shown() -> list[str]:
-            rows = browser.find_elements(By.CSS_SELECTOR, "#routes tbody tr[data-route]")
-            return [row.get_attribute("data-route") or "" for row in rows]
+            shown: list[str] = browser.execute_script(
+                "return [...document.querySelectorAll('#routes tbody tr[data-route]')]"
+                ".map(row => row.dataset.route)"
+            )
+            return shown
 
         shown = await _until(
             lambda: (
@@ -129,8 +133,11 @@ async def test_the_dashboard_is_live_in_a_real_browser(
         assert "GET /api/v1/organizations" in shown
 
         def polls() -> int:
-            value = browser.find_element(By.ID, "status").get_attribute("data-polls")
-            return int(value or 0)
+            return int(
+                browser.execute_script(
+                    "return document.getElementById('status').dataset.polls || 0"
+                )
+            )
 
         first = polls()
         await _until(lambda: polls() >= first + 2, "two more updates")
@@ -139,9 +146,11 @@ async def test_the_dashboard_is_live_in_a_real_browser(
         assert "ent_" not in browser.current_url
 
         def breaker_state() -> str:
-            rows = browser.find_elements(By.CSS_SELECTOR, "#breakers tbody tr[data-breaker]")
-            states = {r.get_attribute("data-breaker"): r.get_attribute("data-state") for r in rows}
-            return states.get("redis") or ""
+            state: str | None = browser.execute_script(
+                "const row = document.querySelector('#breakers tbody tr[data-breaker=\"redis\"]');"
+                "return row ? row.dataset.state : null"
+            )
+            return state or ""
 
         assert breaker_state() == "closed"
         await asyncio.to_thread(restore.stop, "redis")
