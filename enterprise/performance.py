@@ -222,6 +222,7 @@ def budgets(
         )
     return {
         "combined": COMBINED,
+        "answeredBy": snapshots[0]["pid"],  # the worker that took its snapshot now
         "errorBudget": f"{ALLOWED_OVER_FRACTION:.0%} of requests over the P95 target; "
         "burn rate 1.0 spends it exactly as fast as it accrues",
         "rules": [rule._asdict() for rule in ALERT_RULES],
@@ -264,6 +265,7 @@ def cache_stats(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     caches = [s["cache"] for s in snapshots]
     return {
         "combined": COMBINED,
+        "answeredBy": snapshots[0]["pid"],  # the worker that took its snapshot now
         "kinds": shown,
         "tiers": {
             tier: sum(row["tiers"][tier] for row in kinds.values()) for tier in ("local", "redis")
@@ -299,7 +301,7 @@ def circuit_breakers(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
                 "workers": [{k: v for k, v in r.items() if k != "name"} for r in rows],
             }
         )
-    return {"combined": COMBINED, "breakers": shown}
+    return {"combined": COMBINED, "answeredBy": snapshots[0]["pid"], "breakers": shown}
 
 
 def slow_queries(snapshots: list[dict[str, Any]], threshold_ms: float) -> dict[str, Any]:
@@ -312,6 +314,7 @@ def slow_queries(snapshots: list[dict[str, Any]], threshold_ms: float) -> dict[s
     entries.sort(key=lambda e: e["at"], reverse=True)
     return {
         "combined": COMBINED,
+        "answeredBy": snapshots[0]["pid"],  # the worker that took its snapshot now
         "thresholdMs": threshold_ms,
         "queries": entries[:SLOW_QUERIES_SHOWN],
     }
