@@ -149,6 +149,6 @@ def prepare_directory(path: str) -> None:
     otherwise be added to this one's."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    for pattern in ("*.db", "*.json"):
+    for pattern in ("*.db", "worker-*.json", "alerts.json"):  # prometheus-client's, ours
         for stale in folder.glob(pattern):
             stale.unlink()
