@@ -233,6 +233,18 @@ async def test_known_traffic_through_two_workers_is_counted_exactly(
         list_labels = {"route": "/api/v1/organizations", "method": "GET", "status_class": "2xx"}
         assert samples[(count, frozenset(item_labels.items()))] == sent_item
         assert samples[(count, frozenset(list_labels.items()))] == sent_list
+        # Its buckets agree with the client's list of server durations (0.1 ms rounding).
+        buckets = {
+            float(dict(labels)["le"]): value
+            for (name, labels), value in samples.items()
+            if name == "enterprise_http_request_duration_seconds_bucket"
+            and {k: v for k, v in labels if k != "le"} == item_labels
+        }
+        assert len(buckets) > 5
+        for le, observed in buckets.items():
+            edge_ms = le * 1000
+            assert sum(v <= edge_ms - 0.05 for v in server_ms) <= observed, (le, observed)
+            assert observed <= sum(v <= edge_ms + 0.05 for v in server_ms), (le, observed)
 
 
 async def test_a_thousand_distinct_ids_add_no_series(settings: Settings, app: Any) -> None:
