@@ -190,6 +190,10 @@ class BudgetMiddleware:
         timings = current_timings()
         req.context.budget_started = timings.started if timings else time.perf_counter()
         req.context.budget_resource = None
+        if timings is not None:
+            # A request cancelled by its deadline never reaches process_response: the
+            # deadline wrapper calls this with its 504 instead.
+            timings.unfinished = lambda status: self._record(req, resp, None, status)
 
     async def process_resource(
         self,
@@ -207,9 +211,23 @@ class BudgetMiddleware:
         resource: object,
         req_succeeded: bool,
     ) -> None:
+        timings = current_timings()
+        if timings is not None:
+            timings.unfinished = None
+        self._record(req, resp, resource, None)
+
+    def _record(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: object,
+        status: int | None,
+    ) -> None:
         started: float | None = req.context.get("budget_started")
         if started is None:  # process_request did not run (an earlier middleware raised)
             return
+        if status is not None:
+            resp.status = status  # what the client got instead of this response
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         known = resource if resource is not None else req.context.get("budget_resource")
         route = f"{req.method} {req.uri_template}" if req.uri_template else UNMATCHED_ROUTE

@@ -18,7 +18,14 @@ from typing import Any
 
 import orjson
 
-from middleware.request_context import ASGIApp, Message, Receive, Scope, Send
+from middleware.request_context import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    current_timings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +126,10 @@ class DeadlineMiddleware:
             _deadline.reset(token)
 
     async def _on_expired(self, seconds: float, path: str, started: bool, send: Send) -> None:
+        timings = current_timings()
+        if timings is not None and timings.unfinished is not None:
+            timings.unfinished(504)  # the cancelled app recorded nothing: record it now
+            timings.unfinished = None
         if started:
             # The status line is gone; the only honest thing left is to stop. Raising would
             # make the server log a second, misleading error for the same request.

@@ -50,6 +50,10 @@ class RequestTimings:
     cache_ms: float = 0.0
     cache_calls: int = 0
     phases: dict[str, float] = field(default_factory=dict)
+    # Set while the request is inside the app by whoever records it (budgets, metrics,
+    # access log): called with the status that an outer wrapper answered instead (the
+    # deadline's 504), since the app's own response hooks never run for a cancelled request.
+    unfinished: Callable[[int], None] | None = None
 
     def add(self, kind: str, ms: float) -> None:
         """Accumulate ``ms`` under ``kind``; ``db`` and ``cache`` also count a call."""

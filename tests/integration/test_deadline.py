@@ -70,6 +70,20 @@ async def test_search_past_its_deadline_gets_504(
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["status"] == 504
     assert elapsed <= deadline + 0.1
+    # The cancelled request is still counted: budgets (as an error), metrics (5xx), and the
+    # Server-Timing `route` figure those recorded.
+    [search] = [
+        row
+        for row in hurried.state.budgets.snapshot()
+        if row["route"] == "GET /api/v1/clinics/search"
+    ]
+    assert (search["windows"]["1m"]["count"], search["windows"]["1m"]["errors"]) == (1, 1)
+    assert search["windows"]["1m"]["max"] >= deadline * 1000 * 0.9
+    exposition = hurried.state.metrics.exposition().decode()
+    assert (
+        'enterprise_http_request_duration_seconds_count{method="GET",'
+        'route="/api/v1/clinics/search",status_class="5xx"} 1.0'
+    ) in exposition
 
 
 async def test_bounded_count_past_its_time_limit_reports_unknown(
