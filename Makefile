@@ -3,6 +3,8 @@
 # Servers: unless MONGODB_URI is already set in the environment (external servers, e.g. the
 # GitHub Actions service containers), targets that need servers first run `make stack-up`,
 # which builds/starts FerretDB and Redis on 127.0.0.1 (scripts/stack.sh).
+# STACK_BACKEND picks the MongoDB side: ferretdb (FerretDB v1 on SQLite, the default) or
+# documentdb (FerretDB v2 on PostgreSQL 15 + DocumentDB); both answer on FERRETDB_PORT.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,9 +14,12 @@ MAKEFLAGS += --no-print-directory
 PY := .venv/bin/python
 STACK := scripts/stack.sh
 
+STACK_BACKEND ?= ferretdb
 FERRETDB_PORT ?= 27018
 REDIS_PORT ?= 6380
-export FERRETDB_PORT REDIS_PORT
+POSTGRES_PORT ?= 5433
+FERRETDB_DEBUG_PORT ?= 8089
+export STACK_BACKEND FERRETDB_PORT REDIS_PORT POSTGRES_PORT FERRETDB_DEBUG_PORT
 
 # Decided before the defaults below are applied: was MONGODB_URI given from outside?
 EXTERNAL_SERVERS := $(if $(MONGODB_URI),1,)
@@ -34,7 +39,7 @@ PYTEST_ARGS ?=
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Servers: MONGODB_URI=$(MONGODB_URI) REDIS_URL=$(REDIS_URL)$(if $(EXTERNAL_SERVERS), (external),)"
+	@echo "Servers: MONGODB_URI=$(MONGODB_URI) REDIS_URL=$(REDIS_URL)$(if $(EXTERNAL_SERVERS), (external), (STACK_BACKEND=$(STACK_BACKEND)))"
 
 venv: ## Create .venv and install '.[dev]' (only when pyproject.toml changed)
 	@scripts/bootstrap.sh dev
@@ -42,10 +47,10 @@ venv: ## Create .venv and install '.[dev]' (only when pyproject.toml changed)
 browser: ## Install Debian's chromium + chromium-driver when missing (the dashboard test)
 	@scripts/browser.sh
 
-stack-up: ## Build (once) and start FerretDB + Redis on 127.0.0.1
+stack-up: ## Build (once) and start FerretDB + Redis on 127.0.0.1 (STACK_BACKEND=ferretdb|documentdb)
 	@$(STACK) up
 
-stack-down: ## Stop FerretDB + Redis
+stack-down: ## Stop the local servers (both backends)
 	@$(STACK) down
 
 stack-status: ## Show the local servers

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Local servers for development and CI: FerretDB (MongoDB wire protocol, SQLite backend,
-# built from scripts/ferretdb) and Redis. Both listen on 127.0.0.1 only.
+# Local servers for development and CI: a MongoDB-wire server and Redis, all on 127.0.0.1 only.
+# Two backends for the MongoDB side, picked by STACK_BACKEND:
+#   ferretdb    FerretDB v1 on embedded SQLite, built from scripts/ferretdb (light: one process,
+#               ~1 min to build; scans for every filter but _id, updates not atomic)
+#   documentdb  FerretDB v2.5.0 on PostgreSQL 15 + DocumentDB (built by scripts/documentdb.sh
+#               from Debian packages and ../shared/vendor; real indexes, atomic updates)
 #
 # Usage: scripts/stack.sh up|down|status|env|install
-#        scripts/stack.sh start|stop|restart|logs ferretdb|redis
+#        scripts/stack.sh start|stop|restart|logs ferretdb|postgres|redis
+#   "ferretdb" is the backend's MongoDB-wire server (v1 or v2); "postgres" exists on documentdb.
+#   `down` stops the servers of both backends.
 #
 # Environment:
+#   STACK_BACKEND  ferretdb (default) or documentdb
 #   FERRETDB_PORT  (default 27018; not 27017, to stay clear of a system mongod)
 #   REDIS_PORT     (default 6380;  not 6379,  to stay clear of a system redis)
+#   POSTGRES_PORT  documentdb only (default 5433; not 5432, to stay clear of a system cluster)
+#   FERRETDB_DEBUG_PORT  documentdb only: FerretDB v2's metrics/debug HTTP (default 8089)
+#   VENDOR_DIR     documentdb only: the source archives (default <repo>/../shared/vendor)
 #   STACK_DIR      (default <repo>/.stack: bin/, data/, logs/, pids/)
 #   STACK_READY_TIMEOUT  seconds to wait for a server to answer (default 30)
 #   FERRETDB_LOG_LEVEL   debug|info|warn|error (default warn; info logs every connection)
@@ -20,6 +30,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FERRETDB_PORT="${FERRETDB_PORT:-27018}"
 REDIS_PORT="${REDIS_PORT:-6380}"
+STACK_BACKEND="${STACK_BACKEND:-ferretdb}"
+POSTGRES_PORT="${POSTGRES_PORT:-5433}"
+FERRETDB_DEBUG_PORT="${FERRETDB_DEBUG_PORT:-8089}"
 STACK_DIR="${STACK_DIR:-$REPO/.stack}"
 READY_TIMEOUT="${STACK_READY_TIMEOUT:-30}"
 FERRETDB_LOG_LEVEL="${FERRETDB_LOG_LEVEL:-warn}"
@@ -30,6 +43,8 @@ HOST=127.0.0.1
 FERRETDB_SRC="$REPO/scripts/ferretdb"
 FERRETDB_BIN="$STACK_DIR/bin/ferretdb"
 FERRETDB_STAMP="$STACK_DIR/bin/ferretdb.sha256"
+FERRETDB2_BIN="$STACK_DIR/bin/ferretdb2"
+PG_BIN=/usr/lib/postgresql/15/bin
 VENV_PYTHON="$REPO/.venv/bin/python"
 DOCKER_HINT="or run the servers with Docker instead: \`docker compose up -d mongo mongo-init redis\` (see docker-compose.yml)"
 
@@ -67,9 +82,23 @@ validate_port() { # validate_port NAME VALUE
 
 port_of() {
   case "$1" in
-    ferretdb) echo "$FERRETDB_PORT" ;;
+    ferretdb | ferretdb2) echo "$FERRETDB_PORT" ;;
+    postgres) echo "$POSTGRES_PORT" ;;
     redis) echo "$REDIS_PORT" ;;
   esac
+}
+
+# The processes each backend runs, in start order. `ferretdb2` is FerretDB v2, `ferretdb` v1.
+backend_servers() {
+  case "$STACK_BACKEND" in
+    documentdb) echo postgres ferretdb2 redis ;;
+    *) echo ferretdb redis ;;
+  esac
+}
+
+# process_of NAME: the process a command-line name means on this backend.
+process_of() {
+  if [[ "$1" == ferretdb && "$STACK_BACKEND" == documentdb ]]; then echo ferretdb2; else echo "$1"; fi
 }
 
 pid_file() { echo "$STACK_DIR/pids/$1.pid"; }
@@ -77,6 +106,9 @@ pid_file() { echo "$STACK_DIR/pids/$1.pid"; }
 ensure_dirs() {
   mkdir -p "$STACK_DIR/bin" "$STACK_DIR/data/ferretdb" "$STACK_DIR/data/redis" \
     "$STACK_DIR/logs" "$STACK_DIR/pids"
+  if [[ "$STACK_BACKEND" == documentdb ]]; then
+    mkdir -p "$STACK_DIR/data/ferretdb2" "$STACK_DIR/run"
+  fi
 }
 
 # Serialise start/stop/install between concurrent callers (e.g. parallel fault tests).
@@ -110,6 +142,8 @@ is_ours() {
   cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
   case "$name" in
     ferretdb) [[ "$cmd" == *ferretdb* ]] ;;
+    ferretdb2) [[ "$cmd" == *ferretdb2* ]] ;;
+    postgres) [[ "$cmd" == *postgres* ]] ;;
     redis) [[ "$cmd" == *redis-server* ]] ;;
   esac
 }
@@ -127,7 +161,8 @@ running_pid() {
 # answers NAME: the server answers a protocol-level ping (fast, single attempt).
 answers() {
   case "$1" in
-    ferretdb) port_open "$FERRETDB_PORT" ;;
+    ferretdb | ferretdb2) port_open "$FERRETDB_PORT" ;;
+    postgres) "$PG_BIN/pg_isready" -q -h "$HOST" -p "$POSTGRES_PORT" -t 1 ;;
     redis) [[ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] ;;
   esac
 }
@@ -234,10 +269,16 @@ install_redis() {
   log "redis: installed $(redis_version) [$(elapsed "$t0")]"
 }
 
+# PostgreSQL 15 + DocumentDB + FerretDB v2: scripts/documentdb.sh, a no-op once built.
+install_documentdb() {
+  STACK_DIR="$STACK_DIR" bash "$REPO/scripts/documentdb.sh" install ||
+    die "installing the documentdb backend failed (above); STACK_BACKEND=ferretdb needs only Go, $DOCKER_HINT"
+}
+
 cmd_install() {
   local t0
   t0="$(now_ms)"
-  install_ferretdb
+  if [[ "$STACK_BACKEND" == documentdb ]]; then install_documentdb; else install_ferretdb; fi
   install_redis
   log "install done [$(elapsed "$t0")]"
 }
@@ -394,6 +435,148 @@ start_redis() {
   log "redis: up (pid $pid, port $REDIS_PORT) [$(elapsed "$t0")]"
 }
 
+# ---------------------------------------------------------------------------------------------
+# documentdb backend: PostgreSQL 15 (own cluster, run as the postgres user) + FerretDB v2
+
+# as_postgres CMD...: run CMD as the postgres user (PostgreSQL refuses to run as root). setpriv
+# execs in place, so a backgrounded `as_postgres postgres ...` has the server's own pid.
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+# The cluster lives in $STACK_DIR unless the postgres user cannot reach it there (a checkout
+# under a private home folder); then under the postgres user's home, one cluster per STACK_DIR.
+pg_data_dir() {
+  local dir="$STACK_DIR/data/postgres" key
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  chmod 700 "$dir"
+  if as_postgres test -w "$dir"; then
+    echo "$dir"
+    return 0
+  fi
+  key="$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-12)"
+  dir="$(getent passwd postgres | cut -d: -f6)/enterprise-$key"
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  chmod 700 "$dir"
+  echo "$dir"
+}
+
+pg_socket_dir() {
+  local dir="$STACK_DIR/run"
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  if ! as_postgres test -w "$dir"; then
+    dir="$(pg_data_dir)"
+  fi
+  echo "$dir"
+}
+
+# Settings DocumentDB needs (from its packaging/10-preload.sh), plus the two that turn an
+# equality + sort query on a compound index into a plain index scan.
+init_postgres() {
+  local data="$1" t0
+  [[ -s "$data/PG_VERSION" ]] && return 0
+  t0="$(now_ms)"
+  as_postgres "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 \
+    --locale=C.UTF-8 >>"$STACK_DIR/logs/postgres.log" 2>&1 ||
+    { tail_log postgres; die "initdb of $data failed"; }
+  cat >>"$data/postgresql.conf" <<'CONF'
+
+# --- scripts/stack.sh (documentdb backend) ---
+listen_addresses = '127.0.0.1'
+shared_preload_libraries = 'pg_cron,pg_documentdb_core,pg_documentdb'
+cron.database_name = 'postgres'
+documentdb.enableCompact = true
+documentdb.enableLetAndCollationForQueryMatch = true
+documentdb.enableNowSystemVariable = true
+documentdb.enableSortbyIdPushDownToPrimaryKey = true
+documentdb.enableSchemaValidation = true
+documentdb.enableBypassDocumentValidation = true
+documentdb.enableUserCrud = true
+documentdb.maxUserLimit = 100
+documentdb.defaultUseCompositeOpClass = on
+documentdb.enableIndexOrderbyPushdown = on
+# Disposable development data: a crash may lose the last commits, never corrupt the cluster.
+synchronous_commit = off
+CONF
+  log "postgres: initialised cluster $data [$(elapsed "$t0")]"
+}
+
+wait_postgres() {
+  local pid="$1" deadline
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  while (($(now_ms) < deadline)); do
+    alive "$pid" || return 1
+    answers postgres && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+start_postgres() {
+  local t0 pid data sockets
+  t0="$(now_ms)"
+  if pid="$(running_pid postgres)"; then
+    wait_postgres "$pid" || { tail_log postgres; die "postgres (pid $pid) does not answer on port $POSTGRES_PORT; try \`$0 restart postgres\`"; }
+    log "postgres: already up (pid $pid, port $POSTGRES_PORT)"
+    return 0
+  fi
+  rm -f "$(pid_file postgres)"
+  port_open "$POSTGRES_PORT" &&
+    die "port $POSTGRES_PORT is already in use by another process; stop it or set POSTGRES_PORT"
+  [[ -x "$PG_BIN/postgres" ]] || install_documentdb
+  rotate_log postgres
+  data="$(pg_data_dir)"
+  sockets="$(pg_socket_dir)"
+  init_postgres "$data"
+  setsid nohup setpriv --reuid=postgres --regid=postgres --init-groups \
+    "$PG_BIN/postgres" -D "$data" -c port="$POSTGRES_PORT" -c listen_addresses="$HOST" \
+    -c unix_socket_directories="$sockets" </dev/null >>"$STACK_DIR/logs/postgres.log" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$(pid_file postgres)"
+  if ! wait_postgres "$pid"; then
+    tail_log postgres
+    kill -INT "$pid" 2>/dev/null || true
+    rm -f "$(pid_file postgres)"
+    die "postgres did not answer on port $POSTGRES_PORT within ${READY_TIMEOUT}s (log: $STACK_DIR/logs/postgres.log)"
+  fi
+  # Idempotent; pulls in pg_cron, rum, postgis, vector and documentdb_core.
+  "$PG_BIN/psql" -q -X -v ON_ERROR_STOP=1 -h "$HOST" -p "$POSTGRES_PORT" -U postgres -d postgres \
+    -c 'CREATE EXTENSION IF NOT EXISTS documentdb CASCADE' >>"$STACK_DIR/logs/postgres.log" 2>&1 ||
+    { tail_log postgres; die "CREATE EXTENSION documentdb CASCADE failed (log: $STACK_DIR/logs/postgres.log)"; }
+  log "postgres: up (pid $pid, port $POSTGRES_PORT) [$(elapsed "$t0")]"
+}
+
+start_ferretdb2() {
+  local t0 pid
+  t0="$(now_ms)"
+  start_postgres # FerretDB v2 is a front end of PostgreSQL: nothing to serve without it
+  if pid="$(running_pid ferretdb2)"; then
+    wait_ferretdb "$pid" || { tail_log ferretdb2; die "ferretdb2 (pid $pid) does not answer on port $FERRETDB_PORT; try \`$0 restart ferretdb\`"; }
+    log "ferretdb2: already up (pid $pid, port $FERRETDB_PORT)"
+    return 0
+  fi
+  rm -f "$(pid_file ferretdb2)"
+  port_open "$FERRETDB_PORT" &&
+    die "port $FERRETDB_PORT is already in use by another process (FerretDB v1? \`$0 down\`); stop it or set FERRETDB_PORT"
+  [[ -x "$FERRETDB2_BIN" ]] || install_documentdb
+  rotate_log ferretdb2
+  local server=("$FERRETDB2_BIN" --postgresql-url="postgres://postgres@$HOST:$POSTGRES_PORT/postgres"
+    --listen-addr="$HOST:$FERRETDB_PORT" --debug-addr="$HOST:$FERRETDB_DEBUG_PORT"
+    --state-dir="$STACK_DIR/data/ferretdb2" --no-auth --telemetry=disable
+    --log-level="${FERRETDB_LOG_LEVEL^^}")
+  setsid nohup "${server[@]}" </dev/null >>"$STACK_DIR/logs/ferretdb2.log" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$(pid_file ferretdb2)"
+  if ! wait_ferretdb "$pid"; then
+    tail_log ferretdb2
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$(pid_file ferretdb2)"
+    die "ferretdb2 did not answer a ping on port $FERRETDB_PORT within ${READY_TIMEOUT}s (log: $STACK_DIR/logs/ferretdb2.log)"
+  fi
+  log "ferretdb2: up (pid $pid, port $FERRETDB_PORT) [$(elapsed "$t0")]"
+}
+
 stop_one() {
   local name="$1" t0 pid file deadline
   t0="$(now_ms)"
@@ -404,7 +587,8 @@ stop_one() {
     log "$name: not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
+  # PostgreSQL: SIGINT is its fast shutdown; SIGTERM would wait for every client to leave.
+  if [[ "$name" == postgres ]]; then kill -INT "$pid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
   deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
   while alive "$pid" && (($(now_ms) < deadline)); do
     sleep 0.02
@@ -432,7 +616,8 @@ print_env() {
 cmd_status() {
   local name port pid state
   printf '%-9s %-8s %-6s %s\n' SERVER PID PORT STATE
-  for name in ferretdb redis; do
+  # shellcheck disable=SC2046 # a list of names
+  for name in $(backend_servers); do
     port="$(port_of "$name")"
     if pid="$(running_pid "$name")"; then
       if answers "$name"; then state=up; else state="not answering"; fi
@@ -442,24 +627,31 @@ cmd_status() {
     fi
     printf '%-9s %-8s %-6s %s\n' "$name" "$pid" "$port" "$state"
   done
-  echo "stack dir: $STACK_DIR"
+  echo "backend: $STACK_BACKEND; stack dir: $STACK_DIR"
 }
 
 check_name() {
   case "${1:-}" in
     ferretdb | redis) ;;
-    *) die "expected 'ferretdb' or 'redis', got '${1:-}'" ;;
+    postgres) [[ "$STACK_BACKEND" == documentdb ]] || die "postgres runs only with STACK_BACKEND=documentdb" ;;
+    *) die "expected 'ferretdb', 'postgres' or 'redis', got '${1:-}'" ;;
   esac
 }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
   validate_port FERRETDB_PORT "$FERRETDB_PORT"
   validate_port REDIS_PORT "$REDIS_PORT"
-  local cmd="${1:-}" t0
+  validate_port POSTGRES_PORT "$POSTGRES_PORT"
+  validate_port FERRETDB_DEBUG_PORT "$FERRETDB_DEBUG_PORT"
+  case "$STACK_BACKEND" in
+    ferretdb | documentdb) ;;
+    *) die "STACK_BACKEND must be 'ferretdb' or 'documentdb', got '$STACK_BACKEND'" ;;
+  esac
+  local cmd="${1:-}" t0 name
   t0="$(now_ms)"
   case "$cmd" in
     install)
@@ -469,26 +661,29 @@ main() {
     up)
       lock
       cmd_install
-      start_ferretdb
+      if [[ "$STACK_BACKEND" == documentdb ]]; then start_ferretdb2; else start_ferretdb; fi
       start_redis
-      log "stack up [$(elapsed "$t0")]; to use it:"
+      log "stack up ($STACK_BACKEND) [$(elapsed "$t0")]; to use it:"
       print_env
       ;;
     down)
       lock
-      stop_one ferretdb
-      stop_one redis
+      # Both backends: a switch of STACK_BACKEND must not leave the other one running.
+      for name in ferretdb ferretdb2 postgres redis; do
+        [[ -e "$(pid_file "$name")" || " $(backend_servers) " == *" $name "* ]] && stop_one "$name"
+      done
       log "stack down [$(elapsed "$t0")]"
       ;;
     start | stop | restart)
       check_name "${2:-}"
+      name="$(process_of "$2")"
       lock
       case "$cmd" in
-        start) "start_$2" ;;
-        stop) stop_one "$2" ;;
+        start) "start_$name" ;;
+        stop) stop_one "$name" ;;
         restart)
-          stop_one "$2"
-          "start_$2"
+          stop_one "$name"
+          "start_$name"
           ;;
       esac
       ;;
@@ -496,7 +691,7 @@ main() {
     env) print_env ;;
     logs)
       check_name "${2:-}"
-      tail -n "${LINES_TO_SHOW:-50}" "$STACK_DIR/logs/$2.log"
+      tail -n "${LINES_TO_SHOW:-50}" "$STACK_DIR/logs/$(process_of "$2").log"
       ;;
     -h | --help | help) usage ;;
     *)
