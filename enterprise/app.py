@@ -83,7 +83,9 @@ class Lifecycle:
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         if self._state.settings.metrics_enabled:
             self._state.telemetry.start()
-        caps = await read_capabilities(self._state.mongo)
+        caps = self._state.capabilities or await read_capabilities(
+            self._state.mongo, self._state.settings.mongodb_database
+        )
         self._state.capabilities = caps
         # Where single-document updates are not atomic, serialise writes per document.
         self._state.guard.enabled = not caps.atomic_updates
@@ -171,9 +173,11 @@ def create_app(
     mongo: MongoClient | None = None,
     redis_client: Any | None = None,
     access_log: AccessLog | None = None,
+    capabilities: ServerCapabilities | None = None,
 ) -> ASGIApp:
     """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks),
-    and a started `access_log` to have a line written per request (`ACCESS_LOG`)."""
+    a started `access_log` to have a line written per request (`ACCESS_LOG`), and
+    `capabilities` to skip reading (and probing) the server again at startup."""
     metrics = Metrics(settings.prometheus_multiproc_dir) if settings.metrics_enabled else None
     explainer = PlanExplainer()
     timings = CommandTimings(
@@ -264,6 +268,7 @@ def create_app(
         explainer=explainer,
         metrics=metrics,
     )
+    state.capabilities = capabilities
     observers: list[RequestObserver] = [metrics.observe_request] if metrics else []
     if access_log is not None:
         observers.append(access_log.observe)

@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 
 from enterprise.app import create_app
 from enterprise.capabilities import ServerCapabilities
+from enterprise.repositories.client import read_capabilities
 from enterprise.settings import Settings
 from indexes import DECLARED, KEY_FILTERS, SHAPES, capture, gate
 from indexes.sync import sync as sync_indexes
@@ -125,9 +126,12 @@ async def mongo(stack: None) -> AsyncIterator[AsyncMongoClient[Any]]:
 
 @pytest.fixture(scope="session")
 async def capabilities(mongo: AsyncMongoClient[Any]) -> ServerCapabilities:
-    return ServerCapabilities.from_server(
-        await mongo.admin.command("buildInfo"), await mongo.admin.command("hello")
-    )
+    """The record the app reads at startup, probes included (scratch database, dropped)."""
+    name = f"test_caps_{uuid.uuid4().hex[:12]}"
+    try:
+        return await read_capabilities(mongo, name)
+    finally:
+        await mongo.drop_database(name)
 
 
 @pytest.fixture
@@ -242,9 +246,13 @@ async def make_client(app: Any) -> InProcess:
 
 @pytest.fixture
 async def app(
-    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis
+    settings: Settings,
+    mongo: AsyncMongoClient[Any],
+    redis_client: redis.asyncio.Redis,
+    capabilities: ServerCapabilities,
 ) -> Any:
-    return create_app(settings, mongo=mongo, redis_client=redis_client)
+    """The app on the shared clients, with the session's capability record (probed once)."""
+    return create_app(settings, mongo=mongo, redis_client=redis_client, capabilities=capabilities)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from enterprise.plans import (
     shape_key,
 )
 from enterprise.repositories.explain import PlanExplainer
+from enterprise.repositories.probes import probe_features
 from enterprise.settings import Settings
 from middleware.histogram import SlidingLatency
 from middleware.request_context import record_timing
@@ -150,10 +151,17 @@ def open_client(
     )
 
 
-async def read_capabilities(client: AsyncMongoClient[Document]) -> ServerCapabilities:
+async def read_capabilities(
+    client: AsyncMongoClient[Document], database: str
+) -> ServerCapabilities:
+    """`buildInfo` + `hello`; every server but FerretDB v1 (which lists its features in
+    `buildInfo`) is also probed, on a scratch collection in `database`."""
     build_info = await client.admin.command("buildInfo")
     hello = await client.admin.command("hello")
-    return ServerCapabilities.from_server(build_info, hello)
+    probed = None
+    if "ferretdbVersion" not in build_info:
+        probed = await probe_features(client[database])
+    return ServerCapabilities.from_server(build_info, hello, probed)
 
 
 async def ping(client: AsyncMongoClient[Document], timeout_s: float) -> float:
