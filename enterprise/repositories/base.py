@@ -208,12 +208,19 @@ class Repository:
                     }
                     if to_unset:
                         update["$unset"] = dict.fromkeys(to_unset, "")
-                    with self._translated():
-                        updated = await self._collection.find_one_and_update(
-                            scoped({"_id": document_id, "version": current["version"]}, scope),
-                            update,
-                            return_document=ReturnDocument.AFTER,
-                        )
+                    try:
+                        with self._translated():
+                            updated = await self._collection.find_one_and_update(
+                                scoped({"_id": document_id, "version": current["version"]}, scope),
+                                update,
+                                return_document=ReturnDocument.AFTER,
+                            )
+                    except Conflict as ex:
+                        after = {k: v for k, v in current.items() if k not in to_unset}
+                        culprit = None if ex.field else await self._unique_culprit(after | to_set)
+                        if culprit is None:
+                            raise
+                        raise culprit from ex
                     if updated is not None:
                         return updated
                     # Lost a compare-and-set race (atomic servers, no guard): back off a

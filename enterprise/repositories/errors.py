@@ -21,6 +21,10 @@ from enterprise.errors import Conflict, DeadlineExceeded, Unavailable
 # FerretDB v1 reports a unique violation on update as InternalError (code 1) with SQLite's
 # message, e.g. "UNIQUE constraint failed: index 'clinics_1a2b3c4d_clinics_org_code_unique'".
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: index '([^']+)'")
+# FerretDB v2 on DocumentDB reports one on update as InternalError (code 1) with PostgreSQL's
+# message, naming its own constraint, not ours: 'conflicting key value violates exclusion
+# constraint "documents_rum_index_4123"'. The repository then finds the rule by asking.
+_POSTGRES_UNIQUE = re.compile(r"conflicting key value violates exclusion constraint")
 
 
 def _conflict(index_name: str, unique_fields: Mapping[str, str], collection: str) -> Conflict:
@@ -53,6 +57,8 @@ def translated(collection: str, unique_fields: Mapping[str, str]) -> Iterator[No
         match = _SQLITE_UNIQUE.search(str(ex))
         if match:
             raise _conflict(match.group(1), unique_fields, collection) from ex
+        if _POSTGRES_UNIQUE.search(str(ex)):
+            raise Conflict(f"a {collection[:-1]} with these values already exists") from ex
         if ex.timeout:
             raise DeadlineExceeded(
                 "the database did not answer within the request deadline"

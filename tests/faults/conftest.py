@@ -1,5 +1,6 @@
 """The faults tier runs its own FerretDB and Redis (scripts/stack.sh, other ports, own
-state folder) and stops and restarts those real processes during traffic."""
+state folder) and stops and restarts those real processes during traffic. On the documentdb
+backend (STACK_BACKEND, inherited) that is its own PostgreSQL cluster and FerretDB v2."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def fault_stack(stack: None) -> Iterator[FaultStack]:
     main_bin = ROOT / ".stack" / "bin"
     state = ROOT / ".stack" / "faults"
     (state / "bin").mkdir(parents=True, exist_ok=True)
-    for name in ("ferretdb", "ferretdb.sha256"):  # reuse the built launcher: no second build
+    # Reuse the built servers: no second build (PostgreSQL's extensions are machine-wide).
+    for name in ("ferretdb", "ferretdb.sha256", "ferretdb2", "ferretdb2.sha256"):
         if (main_bin / name).exists():
             shutil.copy2(main_bin / name, state / "bin" / name)
     mongo_port, redis_port = free_port(), free_port()
@@ -60,6 +62,8 @@ def fault_stack(stack: None) -> Iterator[FaultStack]:
         "STACK_DIR": str(state),
         "FERRETDB_PORT": str(mongo_port),
         "REDIS_PORT": str(redis_port),
+        "POSTGRES_PORT": str(free_port()),
+        "FERRETDB_DEBUG_PORT": str(free_port()),
     }
     fault = FaultStack(
         env, f"mongodb://127.0.0.1:{mongo_port}/", f"redis://127.0.0.1:{redis_port}/0"
