@@ -200,3 +200,63 @@ def test_index_names_of_mongodb_plans() -> None:
     assert explain_index_names(ixscan) == ["x"]
     assert explain_index_names(idhack) == ["_id_"]
     assert explain_index_names(collscan) == []
+
+
+# -- DocumentDB (FerretDB v2): PostgreSQL's JSON plan under queryPlanner.Plan ----------------
+
+
+def _pg(node: dict[str, Any]) -> dict[str, Any]:
+    return {"queryPlanner": {"Plan": node}, "explainVersion": "1", "ok": 1.0}
+
+
+def _pg_bitmap(index: str) -> dict[str, Any]:
+    """Limit → Sort → Bitmap Heap Scan → Bitmap Index Scan, as DocumentDB 0.106 plans a page."""
+    return {
+        "Node Type": "Limit",
+        "Plans": [
+            {
+                "Node Type": "Sort",
+                "Sort Key": ["bson_orderby(document, ...)", "object_id"],
+                "Plans": [
+                    {
+                        "Node Type": "Bitmap Heap Scan",
+                        "Relation Name": "documents_2821",
+                        "Plans": [{"Node Type": "Bitmap Index Scan", "Index Name": index}],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_postgres_index_plan_names_its_index() -> None:
+    assert explain_problems(_pg(_pg_bitmap("status_name")), BY_STATUS, allow_sort=True) == []
+
+
+def test_postgres_plain_index_scan_is_read() -> None:
+    plan = {
+        "Node Type": "Limit",
+        "Plans": [{"Node Type": "Index Scan", "Index Name": "status_name"}],
+    }
+    assert explain_problems(_pg(plan), BY_STATUS) == []
+
+
+def test_postgres_sort_node_is_reported_unless_allowed() -> None:
+    assert explain_problems(_pg(_pg_bitmap("status_name")), BY_STATUS) == [
+        "orgs.by_status: plan sorts the matches (Sort node)"
+    ]
+
+
+def test_postgres_seq_scan_is_reported() -> None:
+    plan = {"Node Type": "Limit", "Plans": [{"Node Type": "Seq Scan", "Relation Name": "d_1"}]}
+    assert explain_problems(_pg(plan), BY_STATUS) == [
+        "orgs.by_status: plan scans the whole collection (Seq Scan)",
+        "orgs.by_status: plan does not scan index status_name",
+    ]
+
+
+def test_postgres_other_index_is_reported() -> None:
+    assert explain_problems(_pg(_pg_bitmap("status_created")), BY_STATUS, allow_sort=True) == [
+        "orgs.by_status: plan does not scan index status_name",
+        "orgs.by_status: plan also scans index status_created",
+    ]
