@@ -1,10 +1,13 @@
-"""`python -m indexes sync [--prune] | diff | shapes | check`: the explicit way to touch indexes.
+"""`python -m indexes sync [--prune] | diff | shapes | check | plans`: the explicit way to touch
+indexes.
 
 Exit codes, so CI and deploy scripts can act on them:
 - `diff`: 0 no drift, 1 drift, 2 error (server unreachable, ...).
 - `sync`: 0 applied (limitations are the server's and do not fail it), 2 something failed.
 - `shapes`: 0 every query shape is served by its index, 1 otherwise.
 - `check`: 0 every captured query shape has a serving index, 1 otherwise, 2 no capture file.
+- `plans`: 0 (a report: each shape's plan on the database's data, as the server's planner
+  chooses it; run it after `python -m enterprise seed`), 2 error.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from indexes import DECLARED, KEY_FILTERS, SHAPES, capture, gate
 from indexes.planner import check_all, declared_keys
+from indexes.plans import plan_lines
 from indexes.sync import diff, sync
 
 DEFAULT_URI = "mongodb://127.0.0.1:27018/"
@@ -57,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="captured query shapes (make test writes them) -> index -> verdict"
     )
     check.add_argument("file", nargs="?", type=Path, default=default_shapes_file())
+    commands.add_parser("plans", parents=[server], help="explain every shape on the live data")
     return parser
 
 
@@ -109,6 +114,10 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         await client.admin.command("ping")
         db = client[args.database]
+        if args.command == "plans":
+            for line in await plan_lines(db, list(SHAPES)):
+                _echo(line)
+            return 0
         if args.command == "diff":
             result = await diff(db, _echo)
             _echo(result.summary())

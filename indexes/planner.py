@@ -11,7 +11,7 @@ DocumentDB's (FerretDB v2): PostgreSQL's JSON plan under `queryPlanner.Plan`, wh
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo import IndexModel
 
@@ -170,6 +170,42 @@ def _postgres_problems(
     if "Sort" in kinds and not allow_sort:
         problems.append(f"{shape.name}: plan sorts the matches (Sort node)")
     return problems
+
+
+class PlanFacts(NamedTuple):
+    """What a plan does, in either server's terms: indexes scanned, full scan, sort step."""
+
+    indexes: frozenset[str]
+    full_scan: bool
+    sort: bool
+
+
+def plan_facts(explain_doc: Mapping[str, Any]) -> PlanFacts:
+    """The facts of a MongoDB or a DocumentDB explain, for reports (`python -m indexes plans`)."""
+    plan = postgres_plan(explain_doc)
+    if plan is not None:
+        nodes = list(_postgres_nodes(plan))
+        kinds = {str(node.get("Node Type")) for node in nodes}
+        return PlanFacts(
+            frozenset(
+                str(node.get("Index Name"))
+                for node in nodes
+                if node.get("Node Type") in _POSTGRES_INDEX_SCANS
+            ),
+            "Seq Scan" in kinds,
+            "Sort" in kinds,
+        )
+    stages = list(_stages(_winning_plan(explain_doc)))
+    names = {str(stage.get("stage")) for stage in stages}
+    return PlanFacts(
+        frozenset(
+            str(stage.get("indexName"))
+            for stage in stages
+            if str(stage.get("stage")).endswith("IXSCAN")
+        ),
+        "COLLSCAN" in names,
+        "SORT" in names,
+    )
 
 
 def explain_problems(

@@ -24,6 +24,7 @@ from enterprise.capabilities import ServerCapabilities
 from enterprise.seed import PRESETS, seed_database
 from indexes import DECLARED, SHAPES, QueryShape
 from indexes.planner import explain_problems, postgres_plan
+from indexes.plans import explain_shape, shape_query
 from indexes.sync import sync as sync_indexes
 
 pytestmark = pytest.mark.contract
@@ -76,18 +77,6 @@ async def seeded(mongo: Any) -> AsyncIterator[Any]:
     await mongo.drop_database(db.name)
 
 
-async def _query(db: Any, shape: QueryShape) -> dict[str, Any]:
-    """Equality values of a real document that has them all; a prefix range on the rest."""
-    sample = await db[shape.collection].find_one(
-        {field: {"$exists": True} for field in shape.equality}
-    )
-    assert sample is not None, f"no seeded {shape.collection} document has {shape.equality}"
-    query: dict[str, Any] = {field: sample[field] for field in shape.equality}
-    for field in shape.range:
-        query[field] = {"$regex": "^a"}
-    return query
-
-
 def _equality_sibling(shape: QueryShape, problems: list[str]) -> str | None:
     """The index the plan chose instead, when it starts with the shape's equality fields."""
     others = [p.rsplit(" ", 1)[1] for p in problems if " also scans index " in p]
@@ -102,18 +91,9 @@ def _equality_sibling(shape: QueryShape, problems: list[str]) -> str | None:
 async def test_shape_is_served_by_its_index(
     index_backed: None, seeded: Any, shape: QueryShape
 ) -> None:
-    command: dict[str, Any] = {
-        "find": shape.collection,
-        "filter": await _query(seeded, shape),
-        "limit": 21,
-    }
-    if shape.sort:
-        command["sort"] = dict(shape.sort)
-    if shape.projection:
-        command["projection"] = {field: 1 for field in shape.projection} | (
-            {} if "_id" in shape.projection else {"_id": 0}
-        )
-    explain = await seeded.command("explain", command, verbosity="queryPlanner")
+    query = await shape_query(seeded, shape)
+    assert query is not None, f"no seeded {shape.collection} document has {shape.equality}"
+    explain = await explain_shape(seeded, shape, query)
     on_postgres = postgres_plan(explain) is not None
     problems = explain_problems(explain, shape, allow_sort=on_postgres)
     sibling = _equality_sibling(shape, problems) if on_postgres else None

@@ -6,7 +6,13 @@ import pytest
 from pymongo import IndexModel
 
 from indexes import DECLARED, SHAPES
-from indexes.planner import check_all, check_shape, explain_index_names, explain_problems
+from indexes.planner import (
+    check_all,
+    check_shape,
+    explain_index_names,
+    explain_problems,
+    plan_facts,
+)
 from indexes.shapes import QueryShape
 
 pytestmark = pytest.mark.unit
@@ -260,3 +266,9 @@ def test_postgres_other_index_is_reported() -> None:
         "orgs.by_status: plan does not scan index status_name",
         "orgs.by_status: plan also scans index status_created",
     ]
+
+
+def test_plan_facts_read_both_formats() -> None:
+    assert plan_facts(_pg(_pg_bitmap("status_name"))) == (frozenset({"status_name"}), False, True)
+    collscan = {"queryPlanner": {"winningPlan": {"stage": "COLLSCAN"}}}
+    assert plan_facts(collscan) == (frozenset(), True, False)
