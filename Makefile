@@ -3,8 +3,9 @@
 # Servers: unless MONGODB_URI is already set in the environment (external servers, e.g. the
 # GitHub Actions service containers), targets that need servers first run `make stack-up`,
 # which builds/starts FerretDB and Redis on 127.0.0.1 (scripts/stack.sh).
-# STACK_BACKEND picks the MongoDB side: ferretdb (FerretDB v1 on SQLite, the default) or
-# documentdb (FerretDB v2 on PostgreSQL 15 + DocumentDB); both answer on FERRETDB_PORT.
+# STACK_BACKEND picks the MongoDB side: documentdb (FerretDB v2 on PostgreSQL 15 + DocumentDB,
+# the default: real indexes and atomic updates) or ferretdb (FerretDB v1 on SQLite: lighter,
+# no root needed beyond Redis); both answer on FERRETDB_PORT. README, "Why FerretDB here".
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,7 +15,7 @@ MAKEFLAGS += --no-print-directory
 PY := .venv/bin/python
 STACK := scripts/stack.sh
 
-STACK_BACKEND ?= ferretdb
+STACK_BACKEND ?= documentdb
 FERRETDB_PORT ?= 27018
 REDIS_PORT ?= 6380
 POSTGRES_PORT ?= 5433

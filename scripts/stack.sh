@@ -12,7 +12,7 @@
 #   `down` stops the servers of both backends.
 #
 # Environment:
-#   STACK_BACKEND  ferretdb (default) or documentdb
+#   STACK_BACKEND  documentdb (default) or ferretdb
 #   FERRETDB_PORT  (default 27018; not 27017, to stay clear of a system mongod)
 #   REDIS_PORT     (default 6380;  not 6379,  to stay clear of a system redis)
 #   POSTGRES_PORT  documentdb only (default 5433; not 5432, to stay clear of a system cluster)
@@ -30,7 +30,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FERRETDB_PORT="${FERRETDB_PORT:-27018}"
 REDIS_PORT="${REDIS_PORT:-6380}"
-STACK_BACKEND="${STACK_BACKEND:-ferretdb}"
+STACK_BACKEND="${STACK_BACKEND:-documentdb}"
 POSTGRES_PORT="${POSTGRES_PORT:-5433}"
 FERRETDB_DEBUG_PORT="${FERRETDB_DEBUG_PORT:-8089}"
 STACK_DIR="${STACK_DIR:-$REPO/.stack}"
