@@ -529,9 +529,12 @@ start_postgres() {
   data="$(pg_data_dir)"
   sockets="$(pg_socket_dir)"
   init_postgres "$data"
+  # Port and sockets on the command line, so the faults tier's cluster can take others. WAL:
+  # with the default max_wal_size (1 GB) one test run left 721 MB of it; test data needs less.
   setsid nohup setpriv --reuid=postgres --regid=postgres --init-groups \
     "$PG_BIN/postgres" -D "$data" -c port="$POSTGRES_PORT" -c listen_addresses="$HOST" \
-    -c unix_socket_directories="$sockets" </dev/null >>"$STACK_DIR/logs/postgres.log" 2>&1 9>&- &
+    -c unix_socket_directories="$sockets" -c max_wal_size=256MB -c min_wal_size=64MB \
+    </dev/null >>"$STACK_DIR/logs/postgres.log" 2>&1 9>&- &
   pid=$!
   echo "$pid" >"$(pid_file postgres)"
   if ! wait_postgres "$pid"; then

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,10 +79,8 @@ def fault_stack(stack: None) -> Iterator[FaultStack]:
 @pytest.fixture
 async def fault_settings(fault_stack: FaultStack) -> AsyncIterator[Settings]:
     name = f"faults_{uuid.uuid4().hex[:12]}"
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        fault_stack.mongodb_uri, serverSelectionTimeoutMS=5000
-    )
-    await sync_indexes(client[name], prune=False, echo=lambda line: None)
+    async with _client(fault_stack) as client:
+        await sync_indexes(client[name], prune=False, echo=lambda line: None)
     yield Settings.from_env(
         {
             "ENTERPRISE_DEV": "1",
@@ -95,8 +94,19 @@ async def fault_settings(fault_stack: FaultStack) -> AsyncIterator[Settings]:
     )
     fault_stack.start("ferretdb")
     fault_stack.start("redis")
-    try:
+    # A new client: the test may have restarted the server under a pooled connection, which
+    # the next command would find closed (FerretDB v2 closes it on stop).
+    async with _client(fault_stack) as client:
         await client.drop_database(name)
+
+
+@asynccontextmanager
+async def _client(fault_stack: FaultStack) -> AsyncIterator[AsyncMongoClient[Any]]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        fault_stack.mongodb_uri, serverSelectionTimeoutMS=5000
+    )
+    try:
+        yield client
     finally:
         await client.close()
 
