@@ -34,9 +34,9 @@ pytestmark = pytest.mark.contract
 def index_backed(capabilities: ServerCapabilities) -> None:
     if not capabilities.index_backed_reads:
         pytest.skip(
-            f"{capabilities.server} {capabilities.version} answers every filter but _id with a "
-            "full scan (its explain of a hinted find names no index), so index plans can only "
-            "be checked on MongoDB or FerretDB v2"
+            f"{capabilities.server} {capabilities.version} reads through no index but _id "
+            "(capability record: index_backed_reads=False; FerretDB v1 explains every other "
+            "filter as a full SCAN), so index plans are checked on MongoDB or FerretDB v2"
         )
 
 

@@ -45,8 +45,6 @@ async def _accepts(db: AsyncDatabase[Any], option: dict[str, Any]) -> bool:
 async def test_index_option_claims_match_the_server(
     capabilities: ServerCapabilities, db: AsyncDatabase[Any], claim: str
 ) -> None:
-    if capabilities.server == "ferretdb" and capabilities.version.startswith("1."):
-        pytest.skip("FerretDB v1's record comes from its ferretdbFeatures, not from probes")
     assert await _accepts(db, OPTIONS[claim]) is getattr(capabilities, claim)
 
 
