@@ -29,7 +29,8 @@ _SCRATCH_DOCUMENTS = [{"k": n, "at": None, "tags": ["a", "b"]} for n in range(10
 
 def _stage_specs(scratch: str) -> dict[str, Any]:
     """A minimal valid argument for each stage MongoDB implements, on the scratch collection."""
-    out = f"{scratch}_out"
+    # Each writing stage has a target of its own: run side by side on one target, one of them
+    # can fail for the other's sake, not for want of the stage.
     return {
         "$addFields": {"x": 1},
         "$bucket": {"groupBy": "$k", "boundaries": [0, 5, 10], "default": "other"},
@@ -40,8 +41,8 @@ def _stage_specs(scratch: str) -> dict[str, Any]:
         "$limit": 1,
         "$lookup": {"from": scratch, "localField": "k", "foreignField": "k", "as": "same"},
         "$match": {"k": {"$gte": 0}},
-        "$merge": {"into": out},
-        "$out": out,
+        "$merge": {"into": f"{scratch}_merge"},
+        "$out": f"{scratch}_out",
         "$project": {"k": 1},
         "$replaceRoot": {"newRoot": {"k": "$k"}},
         "$sample": {"size": 1},
@@ -128,7 +129,7 @@ async def probe_features(db: AsyncDatabase[Document]) -> ProbedFeatures | None:
         logger.warning("could not probe the server's capabilities (%s); using its claims", ex)
         return None
     finally:
-        for name in (scratch, f"{scratch}_out"):
+        for name in (scratch, f"{scratch}_out", f"{scratch}_merge"):
             try:
                 await db.drop_collection(name)
             except PyMongoError as ex:
