@@ -248,8 +248,16 @@ def explain_problems(
 
 def explain_index_names(explain_doc: Mapping[str, Any]) -> list[str]:
     """The index names a plan reads, in plan order: MongoDB's IXSCAN stages (IDHACK, its
-    `_id` lookup, reads `_id_`), or FerretDB v1's SQLite plan lines
+    `_id` lookup, reads `_id_`), DocumentDB's PostgreSQL index scans (their "Index Name" is
+    ours), or FerretDB v1's SQLite plan lines
     (`SEARCH <table> USING [COVERING] INDEX <table>_<index> (...)`)."""
+    plan = postgres_plan(explain_doc)
+    if plan is not None:
+        return [
+            str(node.get("Index Name"))
+            for node in _postgres_nodes(plan)
+            if node.get("Node Type") in _POSTGRES_INDEX_SCANS
+        ]
     names = [
         "_id_" if stage.get("stage") == "IDHACK" else str(stage.get("indexName"))
         for stage in _stages(_winning_plan(explain_doc))

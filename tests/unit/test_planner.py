@@ -272,3 +272,9 @@ def test_plan_facts_read_both_formats() -> None:
     assert plan_facts(_pg(_pg_bitmap("status_name"))) == (frozenset({"status_name"}), False, True)
     collscan = {"queryPlanner": {"winningPlan": {"stage": "COLLSCAN"}}}
     assert plan_facts(collscan) == (frozenset(), True, False)
+
+
+def test_index_names_of_a_postgres_plan() -> None:
+    plan = {"Node Type": "Index Scan", "Index Name": "_id_", "Relation Name": "documents_6596"}
+    assert explain_index_names(_pg(plan)) == ["_id_"]
+    assert explain_index_names(_pg({"Node Type": "Seq Scan"})) == []
