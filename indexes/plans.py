@@ -16,6 +16,14 @@ from indexes.planner import plan_facts
 from indexes.shapes import QueryShape
 
 
+def _value(document: Mapping[str, Any], path: str) -> Any:
+    """A field's value by its dotted path (`address.city`)."""
+    value: Any = document
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 async def shape_query(db: AsyncDatabase[Any], shape: QueryShape) -> dict[str, Any] | None:
     """Equality values of a stored document that has them all, a prefix range on the rest;
     None when no document has them (an empty collection says nothing about plans)."""
@@ -24,7 +32,7 @@ async def shape_query(db: AsyncDatabase[Any], shape: QueryShape) -> dict[str, An
     )
     if sample is None:
         return None
-    query: dict[str, Any] = {field: sample[field] for field in shape.equality}
+    query: dict[str, Any] = {field: _value(sample, field) for field in shape.equality}
     for field in shape.range:
         query[field] = {"$regex": "^a"}
     return query

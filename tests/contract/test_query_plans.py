@@ -26,18 +26,14 @@ from indexes import DECLARED, SHAPES, QueryShape
 from indexes.planner import explain_problems, postgres_plan
 from indexes.plans import explain_shape, shape_query
 from indexes.sync import sync as sync_indexes
+from tests.contract.conftest import require_index_plans
 
 pytestmark = pytest.mark.contract
 
 
 @pytest.fixture
 def index_backed(capabilities: ServerCapabilities) -> None:
-    if not capabilities.index_backed_reads:
-        pytest.skip(
-            f"{capabilities.server} {capabilities.version} reads through no index but _id "
-            "(capability record: index_backed_reads=False; FerretDB v1 explains every other "
-            "filter as a full SCAN), so index plans are checked on MongoDB or FerretDB v2"
-        )
+    require_index_plans(capabilities)
 
 
 async def _extra_documents(db: Any) -> None:
