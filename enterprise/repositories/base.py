@@ -230,9 +230,11 @@ class Repository:
                         raise culprit from ex
                     if updated is not None:
                         return updated
-                    # Lost a compare-and-set race (atomic servers, no guard): back off a
-                    # little, with jitter, so contending writers spread out.
-                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                    # Lost a compare-and-set race (atomic servers, no guard): back off with
+                    # jitter, doubling up to 128 ms, so contending writers spread out. Linear
+                    # steps of 2 ms were too close together where writers queue on a row lock
+                    # (FerretDB v2): 25 of 120 concurrent PATCHes lost all 20 rounds.
+                    await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
         raise Conflict("the document kept changing during the update; retry")
 
     async def delete(
