@@ -156,14 +156,16 @@ PC
 }
 
 install_extensions() {
-  local libdir
+  local libdir pgvector pg_cron documentdb
   libdir="$("$PG_CONFIG" --pkglibdir)"
   mkdir -p "$BUILD_DIR"
-  build_extension pgvector "$(archive pgvector-0.8.0.tar.gz)" "$libdir/vector.so" with_llvm=no
-  build_extension pg_cron "$(archive pg_cron-1.6.3.tar.gz)" "$libdir/pg_cron.so" with_llvm=no
-  write_intelmathlib_pc
-  local documentdb
+  # Each on its own line: a failed $(archive ...) in an argument list would not stop set -e.
+  pgvector="$(archive pgvector-0.8.0.tar.gz)"
+  pg_cron="$(archive pg_cron-1.6.3.tar.gz)"
   documentdb="$(archive documentdb-0.106.0-ferretdb-2.5.0.tar.gz)"
+  build_extension pgvector "$pgvector" "$libdir/vector.so" with_llvm=no
+  build_extension pg_cron "$pg_cron" "$libdir/pg_cron.so" with_llvm=no
+  write_intelmathlib_pc
   PKG_CONFIG_PATH="$BUILD_DIR/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" \
     build_documentdb "$documentdb" "$libdir"
 }
