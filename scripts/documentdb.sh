@@ -44,6 +44,8 @@ DOCUMENTDB_COPT='-DBSON_SUBTYPE_SENSITIVE=0x08 -Wno-error=switch'
 
 # shellcheck source=scripts/apt.sh
 source "$REPO/scripts/apt.sh"
+# shellcheck source=scripts/common.sh
+source "$REPO/scripts/common.sh"
 
 log() { printf '[documentdb] %s\n' "$*"; }
 die() {
@@ -51,15 +53,7 @@ die() {
   exit 1
 }
 
-now_ms() {
-  local t="${EPOCHREALTIME/[.,]/}"
-  echo $((10#$t / 1000))
-}
 
-elapsed() { # elapsed START_MS -> "1.23s"
-  local ms=$(($(now_ms) - $1))
-  printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
-}
 
 jobs_flag() { echo "-j$(nproc 2>/dev/null || echo 2)"; }
 
@@ -198,15 +192,6 @@ build_documentdb() {
 # ---------------------------------------------------------------------------------------------
 # FerretDB v2
 
-find_go() {
-  if command -v go >/dev/null 2>&1; then
-    command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then
-    echo /usr/local/go/bin/go
-  else
-    return 1
-  fi
-}
 
 ferretdb2_hash() {
   (echo "$FERRETDB2_MODULE@$FERRETDB2_VERSION" && cd "$FERRETDB2_OVERLAY" &&

@@ -53,6 +53,8 @@ DOCKER_HINT="or run the servers with Docker instead: \`docker compose up -d mong
 
 # shellcheck source=scripts/apt.sh
 source "$REPO/scripts/apt.sh"
+# shellcheck source=scripts/common.sh
+source "$REPO/scripts/common.sh"
 
 log() { printf '[stack] %s\n' "$*"; }
 die() {
@@ -60,19 +62,7 @@ die() {
   exit 1
 }
 
-now_ms() {
-  if [[ -n "${EPOCHREALTIME:-}" ]]; then
-    local t="${EPOCHREALTIME/[.,]/}"
-    echo $((10#$t / 1000))
-  else
-    echo $(($(date +%s) * 1000))
-  fi
-}
 
-elapsed() { # elapsed START_MS -> "1.23s"
-  local ms=$(($(now_ms) - $1))
-  printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
-}
 
 validate_port() { # validate_port NAME VALUE
   if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < 1 || $2 > 65535)); then
@@ -186,15 +176,6 @@ rotate_log() {
 # ---------------------------------------------------------------------------------------------
 # install
 
-find_go() {
-  if command -v go >/dev/null 2>&1; then
-    command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then
-    echo /usr/local/go/bin/go
-  else
-    return 1
-  fi
-}
 
 source_hash() {
   (cd "$FERRETDB_SRC" && cat main.go go.mod go.sum patches/*.patch) | sha256sum | cut -d' ' -f1
