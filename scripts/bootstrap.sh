@@ -20,18 +20,8 @@ die() {
 
 [[ "$EXTRAS" =~ ^[a-z0-9,_-]+$ ]] || die "invalid extras '$EXTRAS'"
 
-now_ms() {
-  if [[ -n "${EPOCHREALTIME:-}" ]]; then
-    local t="${EPOCHREALTIME/[.,]/}"
-    echo $((10#$t / 1000))
-  else
-    echo $(($(date +%s) * 1000))
-  fi
-}
-elapsed() {
-  local ms=$(($(now_ms) - $1))
-  printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
-}
+# shellcheck source=scripts/common.sh
+source "$REPO/scripts/common.sh"
 
 # python_ok EXE: EXE runs and is a CPython the project supports (>= 3.11, < 3.14).
 python_ok() {

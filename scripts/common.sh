@@ -1,4 +1,4 @@
-# Sourced by scripts/stack.sh and scripts/documentdb.sh: timing and tool lookup they share.
+# Sourced by scripts/stack.sh, documentdb.sh and bootstrap.sh: timing and tool lookup they share.
 
 now_ms() {
   if [[ -n "${EPOCHREALTIME:-}" ]]; then
