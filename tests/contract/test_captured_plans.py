@@ -78,6 +78,17 @@ def _captured() -> list[SentShape]:
 
 
 CAPTURED = _captured()
+# Shapes are written when a run of the integration suite ends, so a first run has none to
+# check: say so, rather than pytest's bare "got empty parameter set".
+NOTHING_CAPTURED = pytest.param(
+    None,
+    marks=pytest.mark.skip(
+        reason=f"no captured query shapes in {QUERY_SHAPES_FILE} yet: a run of the integration "
+        "suite writes them when it ends; check them in a later run (the CI query-plans job runs "
+        "the suite first)"
+    ),
+    id="no-captured-shapes",
+)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +277,9 @@ async def _explain(db: Any, command: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.parametrize("shape", CAPTURED, ids=lambda s: s.text()[:120])
+@pytest.mark.parametrize(
+    "shape", CAPTURED or [NOTHING_CAPTURED], ids=lambda s: s.text()[:120] if s else None
+)
 async def test_captured_shape_is_index_backed_without_hint(
     seeded: tuple[Any, dict[str, ObjectId]], shape: SentShape
 ) -> None:
