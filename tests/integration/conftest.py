@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -16,19 +17,28 @@ from tests.conftest import MONGODB_URI, make_client
 from tests.integration.factories import CommandRecorder
 
 
-@pytest.fixture
-async def monitored(
-    settings: Settings, redis_client: redis.asyncio.Redis
+@asynccontextmanager
+async def monitored_app(
+    settings: Settings, redis_client: redis.asyncio.Redis, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, CommandRecorder, Any]]:
-    """The app on its own client with command monitoring and no response cache, so the
-    commands a request sends can be counted and inspected."""
+    """The app with `overrides` on a MongoDB client of its own whose commands are recorded,
+    so the commands a request sends can be counted and inspected."""
     recorder = CommandRecorder()
     mongo: AsyncMongoClient[Any] = AsyncMongoClient(
         MONGODB_URI, tz_aware=True, event_listeners=[recorder]
     )
-    app = create_app(
-        settings.with_overrides(cache_enabled=False), mongo=mongo, redis_client=redis_client
-    )
-    async with await make_client(app) as http:
-        yield http, recorder, app
-    await mongo.close()
+    app = create_app(settings.with_overrides(**overrides), mongo=mongo, redis_client=redis_client)
+    try:
+        async with await make_client(app) as http:
+            yield http, recorder, app
+    finally:
+        await mongo.close()
+
+
+@pytest.fixture
+async def monitored(
+    settings: Settings, redis_client: redis.asyncio.Redis
+) -> AsyncIterator[tuple[httpx.AsyncClient, CommandRecorder, Any]]:
+    """`monitored_app` with no response cache: every request reaches MongoDB."""
+    async with monitored_app(settings, redis_client, cache_enabled=False) as monitored:
+        yield monitored

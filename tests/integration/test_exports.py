@@ -14,11 +14,10 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio
-from pymongo import AsyncMongoClient
 
-from enterprise.app import create_app
 from enterprise.settings import Settings
-from tests.conftest import MONGODB_URI, make_client, new_key
+from tests.conftest import new_key
+from tests.integration.conftest import monitored_app
 from tests.integration.factories import (
     API,
     CommandRecorder,
@@ -46,14 +45,8 @@ class Env:
 async def env(settings: Settings, redis_client: redis.asyncio.Redis) -> AsyncIterator[Env]:
     """An app exporting in batches of two, on a client whose commands are recorded; one
     organization with 7 clinics and 3 assignments, another with one clinic."""
-    recorder = CommandRecorder()
-    mongo: AsyncMongoClient[Any] = AsyncMongoClient(
-        MONGODB_URI, tz_aware=True, event_listeners=[recorder]
-    )
-    app = create_app(
-        settings.with_overrides(export_batch_size=BATCH), mongo=mongo, redis_client=redis_client
-    )
-    async with await make_client(app) as http:
+    async with monitored_app(settings, redis_client, export_batch_size=BATCH) as monitored:
+        http, recorder, app = monitored
         found = Env(app, http, recorder)
         found.admin = await new_key(app)
         found.org = await create_organization(http, found.admin)
@@ -63,7 +56,6 @@ async def env(settings: Settings, redis_client: redis.asyncio.Redis) -> AsyncIte
         for n in range(3):
             await create_assignment(http, found.admin, f"prov-{n}", found.clinics[n]["id"])
         yield found
-    await mongo.close()
 
 
 def lines(body: bytes) -> list[dict[str, Any]]:
