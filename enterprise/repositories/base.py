@@ -4,6 +4,7 @@ conditional writes. Subclasses only add the queries that are theirs alone."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -20,6 +21,8 @@ from enterprise.errors import Conflict, DeadlineExceeded, NotFound, Precondition
 from enterprise.guard import WriteGuard
 from enterprise.repositories.errors import translated
 from indexes import DECLARED
+
+logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Changes = tuple[dict[str, Any], list[str]]  # ($set fields, fields to $unset)
@@ -114,22 +117,28 @@ class Repository:
     ) -> AsyncGenerator[list[Document], None]:
         """Every matching document, in batches of `batch_size` as the server sends them.
 
-        Memory stays at one batch whatever the result's size. Closing the generator early
-        (a client gone mid-export) closes the server-side cursor at once, not at its timeout.
+        One batch is read ahead: the next `getMore` is in flight while the caller encodes
+        and sends the current batch, so the database's time overlaps the caller's instead of
+        adding to it. Memory stays at two batches whatever the result's size. Closing the
+        generator early (a client gone mid-export) closes the server-side cursor at once, not
+        at its timeout.
         """
         with self._translated():
             cursor = self._collection.find(query, projection, sort=list(sort))
             cursor.batch_size(batch_size)
+            # to_list takes what the server sent in one step; iterating the cursor would
+            # cost an awaited call per document.
+            ahead = asyncio.ensure_future(cursor.to_list(batch_size))
             try:
-                batch: list[Document] = []
-                async for document in cursor:
-                    batch.append(document)
-                    if len(batch) == batch_size:
-                        yield batch
-                        batch = []
-                if batch:
+                while batch := await ahead:
+                    ahead = asyncio.ensure_future(cursor.to_list(batch_size))
                     yield batch
             finally:
+                ahead.cancel()  # a no-op once it has finished
+                await asyncio.wait([ahead])  # let it unwind before the cursor closes
+                if not ahead.cancelled() and (error := ahead.exception()) is not None:
+                    # The caller stopped before this batch was wanted: nobody will read it.
+                    logger.info("export read-ahead failed after its reader stopped: %r", error)
                 await cursor.close()
 
     async def count(self, query: Mapping[str, Any], exact: bool) -> tuple[int | None, bool]:
