@@ -23,6 +23,7 @@ from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard
 from enterprise.metrics import Metrics
+from enterprise.ratelimit import RateLimiter, Rules
 from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
 from enterprise.repositories.client import (
@@ -65,11 +66,14 @@ from middleware.conditional import ConditionalMiddleware
 from middleware.deadline import DeadlineMiddleware
 from middleware.disconnect import DisconnectMiddleware
 from middleware.inflight import InFlightMiddleware
+from middleware.rate_limit import RateLimitMiddleware
 from middleware.request_context import RequestContextMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
 
 logger = logging.getLogger(__name__)
 ASGIApp = Callable[..., Any]
+# Monitoring must answer even when its key's quota is spent.
+RATE_LIMIT_EXEMPT = ("/health/", "/metrics", "/dashboard")
 
 
 class Lifecycle:
@@ -124,6 +128,7 @@ class AppState:
         telemetry: Telemetry,
         explainer: PlanExplainer,
         metrics: Metrics | None,
+        limiter: RateLimiter,
     ) -> None:
         self.settings = settings
         self.mongo = mongo
@@ -135,6 +140,8 @@ class AppState:
         self.telemetry = telemetry
         self.explainer = explainer
         self.metrics = metrics
+        # `limiter.allow` is what a pure-ASGI front calls to limit the answers it gives itself.
+        self.limiter = limiter
         self.capabilities: ServerCapabilities | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -142,6 +149,7 @@ class AppState:
             "server": self.capabilities.as_dict() if self.capabilities else None,
             "writeGuard": "on" if self.guard.enabled else "off",
             "cache": self.cache.snapshot(),
+            "rateLimits": self.limiter.snapshot(),
         }
 
 
@@ -210,6 +218,13 @@ def create_app(
         namespace=settings.mongodb_database,
         generation_lease_s=settings.cache_generation_lease_ms / 1000,
     )
+    limiter = RateLimiter(
+        redis_client,
+        redis_breaker,
+        Rules.parse(settings.rate_limits),
+        local_share=settings.local_rate_share,
+        namespace=settings.mongodb_database,
+    )
     guard = WriteGuard(
         enabled=False,
         redis=redis_client,
@@ -267,6 +282,7 @@ def create_app(
         telemetry=telemetry,
         explainer=explainer,
         metrics=metrics,
+        limiter=limiter,
     )
     state.capabilities = capabilities
     observers: list[RequestObserver] = [metrics.observe_request] if metrics else []
@@ -274,14 +290,21 @@ def create_app(
         observers.append(access_log.observe)
     targets = CacheTargets(cache)
     # Order matters. Budgets first, so every request is timed, short-circuits included;
-    # then who is asking; then revalidation (a 304 needs no cache lookup and no database);
-    # then the response cache, whose hits skip the resource.
+    # then who is asking; then their rate limit (after routing: the resource names the route
+    # class; before revalidation and the cache, so 304s and hits count too); then
+    # revalidation (a 304 needs no cache lookup and no database); then the response cache,
+    # whose hits skip the resource.
     middleware: list[Any] = [
         Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
         BudgetMiddleware(budgets, observers=observers),
         AuthMiddleware(
             with_metrics_token(keys.authenticate, settings.metrics_token),
             public_prefixes=("/health/", "/dashboard"),
+        ),
+        *(
+            [RateLimitMiddleware(limiter.allow, exempt_prefixes=RATE_LIMIT_EXEMPT)]
+            if settings.rate_limit_enabled
+            else []
         ),
         ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
         ResponseCacheMiddleware(cache, targets.describe),

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from enterprise.ratelimit import DEFAULT_RULES, Rules
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -103,6 +105,21 @@ class Settings:
     # Budgets: P95 targets per route class, in milliseconds.
     budgets_ms: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BUDGETS_MS))
 
+    # Rate limits per API key × route class × method (enterprise/ratelimit.py): rules
+    # `ROLE:CLASS:METHOD=LIMIT/WINDOW_S`, the most specific wins. While Redis is down each
+    # worker admits RATE_LIMIT_LOCAL_SHARE of every quota (0: 1 / WORKERS).
+    rate_limit_enabled: bool = True
+    rate_limits: str = DEFAULT_RULES
+    rate_limit_local_share: float = 0.0
+
+    # Cross-origin browsers: allowed origins (comma-separated, exact `scheme://host[:port]`;
+    # empty: no CORS headers at all), credentials, and how long a preflight may be cached.
+    cors_origins: str = ""
+    cors_allow_credentials: bool = False
+    cors_max_age: int = 600
+    # Strict-Transport-Security max-age in seconds; 0 (off) unless served over HTTPS only.
+    hsts_seconds: int = 0
+
     log_level: str = "INFO"
     log_json: bool = True
     # One JSON line per request (enterprise/logs.py), written by a thread off the event loop.
@@ -179,8 +196,29 @@ class Settings:
             raise SettingsError("CACHE_GENERATION_LEASE_MS must be 0..1000")
         if self.workers < 1:
             raise SettingsError("WORKERS must be at least 1")
+        try:
+            Rules.parse(self.rate_limits)
+        except ValueError as ex:
+            raise SettingsError(f"RATE_LIMITS: {ex}") from ex
+        if not 0 <= self.rate_limit_local_share <= 1:
+            raise SettingsError("RATE_LIMIT_LOCAL_SHARE must be 0..1 (0: 1 / WORKERS)")
+        if "*" in self.cors_origin_list and self.cors_allow_credentials:
+            raise SettingsError(
+                "CORS_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true: list the origins instead"
+            )
+        if self.hsts_seconds < 0:
+            raise SettingsError("HSTS_SECONDS must be >= 0")
         if not 0.05 <= self.sre_snapshot_interval_s <= 60:
             raise SettingsError("SRE_SNAPSHOT_INTERVAL_S must be 0.05..60")
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def local_rate_share(self) -> float:
+        """Each worker's share of a quota while Redis is unavailable."""
+        return self.rate_limit_local_share or 1 / self.workers
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""

@@ -15,6 +15,9 @@ export REDIS_PORT="${REDIS_PORT:-6380}"
 export MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:$FERRETDB_PORT/}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export LOG_LEVEL="${LOG_LEVEL:-WARNING}"
+# One key drives every benchmark: the limiter stays on (each request pays for its decision,
+# as in production) with a quota no run reaches. loadtests/rate_limit.sh measures its cost.
+export RATE_LIMITS="${RATE_LIMITS:-*:*:*=1000000000/60}"
 
 STARTED_PIDS=()
 

@@ -150,7 +150,12 @@ async def database(mongo: AsyncMongoClient[Any]) -> AsyncIterator[str]:
     await mongo.drop_database(name)
 
 
-def settings_for(database: str) -> Settings:
+# The suite drives many requests through one key: limits stay on (every request pays for
+# its decision) with a quota no other test reaches; tests of the limits set their own.
+SUITE_RATE_LIMITS = "*:*:*=1000000/60"
+
+
+def settings_for(database: str, **env: str) -> Settings:
     return Settings.from_env(
         {
             "ENTERPRISE_DEV": "1",
@@ -158,6 +163,8 @@ def settings_for(database: str) -> Settings:
             "REDIS_URL": REDIS_URL,
             "MONGODB_DATABASE": database,
             "LOG_JSON": "false",
+            "RATE_LIMITS": SUITE_RATE_LIMITS,
+            **env,
         }
     )
 
@@ -328,4 +335,5 @@ def server_env(settings: Settings) -> dict[str, str]:
         "MONGODB_URI": settings.mongodb_uri,
         "REDIS_URL": settings.redis_url,
         "MONGODB_DATABASE": settings.mongodb_database,
+        "RATE_LIMITS": settings.rate_limits,
     }

@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 
 from enterprise.settings import Settings
 from indexes.sync import sync as sync_indexes
-from tests.conftest import ROOT, STACK_MANAGED, free_port
+from tests.conftest import ROOT, STACK_MANAGED, SUITE_RATE_LIMITS, free_port
 
 
 @dataclass
@@ -90,6 +90,7 @@ async def fault_settings(fault_stack: FaultStack) -> AsyncIterator[Settings]:
             "LOG_JSON": "false",
             "CIRCUIT_BREAKER_RESET_TIMEOUT": "1",
             "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3",
+            "RATE_LIMITS": SUITE_RATE_LIMITS,
         }
     )
     fault_stack.start("ferretdb")

@@ -1,0 +1,270 @@
+"""Rate limits per API key × route class × method: GCRA in Redis, in-process while it is down.
+
+**Algorithm.** GCRA (the generic cell rate algorithm, a token bucket kept as one timestamp):
+a quota of `limit` requests per `window` seconds admits one request every `window / limit`
+seconds, with a burst of up to `limit`. Each bucket is one Redis key holding its theoretical
+arrival time (TAT, microseconds of Redis's own clock, so every worker agrees on "now").
+
+**Atomic and cheap.** One Lua script decides a whole batch of requests: registered once
+(`SCRIPT LOAD`, then `EVALSHA`; redis-py reloads it after a Redis restart). Concurrent
+requests of a worker share one `EVALSHA` group-commit style (`enterprise/batching.py`
+explains the shape): at most one is in flight, the requests that arrive meanwhile go out
+together in the next. Inside the script requests are decided one after another, so limits
+are exact across any number of workers: never more than `limit` admitted per burst.
+
+**Fallback.** Redis calls go through the Redis breaker the response cache uses. While Redis
+is down or the breaker is open, each worker decides alone with the same algorithm in memory,
+with a share of every quota: `limit × RATE_LIMIT_LOCAL_SHARE`, by default `1 / WORKERS`
+(rounded up, at least 1). N workers then admit about `limit` together when the load balances
+evenly, and never more than `N × ceil(limit / N)`. Buckets start afresh in each tier.
+
+`RateLimiter.allow(key_id, role, route_class, method)` is plain async code with no HTTP
+types, so the Falcon middleware and a pure-ASGI front can both call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import pybreaker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# KEYS: the buckets. ARGV: per key, emission interval and window (microseconds).
+# Returns per key: admitted (1/0), remaining, microseconds until the bucket is full again,
+# microseconds until the next request would be admitted (0 when admitted).
+GCRA = """
+local now_pair = redis.call('TIME')
+local now = tonumber(now_pair[1]) * 1000000 + tonumber(now_pair[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local wait = new_tat - window - now
+  if wait > 0 then
+    out[#out + 1] = {0, 0, tat - now, wait}
+  else
+    local ttl_ms = math.max(1, math.ceil((new_tat - now) / 1000))
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl_ms)
+    out[#out + 1] = {1, math.floor((window - (new_tat - now)) / interval), new_tat - now, 0}
+  end
+end
+return out
+"""
+MICRO = 1_000_000
+
+
+class Quota(NamedTuple):
+    limit: int
+    window_s: int
+
+    @property
+    def policy(self) -> str:
+        """The `RateLimit-Policy` item (draft-ietf-httpapi-ratelimit-headers-10, §3)."""
+        return f'"default";q={self.limit};w={self.window_s}'
+
+
+class Decision(NamedTuple):
+    """One request's answer. `reset_s`: seconds until the quota is whole again;
+    `retry_after_s`: seconds until a refused request would be admitted (0 if admitted);
+    `tier`: "redis" or "local" (the fallback)."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int
+    policy: str
+    tier: str
+
+
+# Specific enough for everyone's normal use; `RATE_LIMITS` replaces the whole list.
+DEFAULT_RULES = "*:*:GET=6000/60,*:*:HEAD=6000/60,*:*:*=1200/60"
+
+
+class Rules:
+    """`ROLE:CLASS:METHOD=LIMIT/WINDOW_S` rules, comma-separated, `*` matching anything;
+    the most specific rule wins (role, then route class, then method, decide ties).
+
+    >>> Rules.parse("*:*:*=1200/60,org_reader:*:GET=600/60").quota("org_reader", "lists", "GET")
+    Quota(limit=600, window_s=60)
+    """
+
+    def __init__(self, rules: Mapping[tuple[str, str, str], Quota]) -> None:
+        self._rules = dict(rules)
+        self._resolved: dict[tuple[str, str, str], Quota | None] = {}
+
+    @classmethod
+    def parse(cls, text: str) -> Rules:
+        rules: dict[tuple[str, str, str], Quota] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            try:
+                pattern, _, quota = item.partition("=")
+                role, route_class, method = (p.strip() for p in pattern.split(":"))
+                limit, window = (int(n) for n in quota.split("/"))
+            except ValueError as ex:
+                raise ValueError(f"{item!r} is not ROLE:CLASS:METHOD=LIMIT/WINDOW_S") from ex
+            if limit < 1 or window < 1:
+                raise ValueError(f"{item!r} needs a limit and window >= 1")
+            rules[(role, route_class, method.upper())] = Quota(limit, window)
+        return cls(rules)
+
+    def quota(self, role: str, route_class: str, method: str) -> Quota | None:
+        """The quota of this request, or None when no rule covers it (no limit)."""
+        wanted = (role, route_class, method)
+        if wanted in self._resolved:
+            return self._resolved[wanted]
+        best: tuple[tuple[bool, bool, bool], Quota] | None = None
+        for (r, c, m), quota in self._rules.items():
+            if r not in ("*", role) or c not in ("*", route_class) or m not in ("*", method):
+                continue
+            rank = (r != "*", c != "*", m != "*")
+            if best is None or rank > best[0]:
+                best = (rank, quota)
+        found = best[1] if best else None
+        if len(self._resolved) < 10_000:  # roles × classes × methods: a few hundred at most
+            self._resolved[wanted] = found
+        return found
+
+
+class LocalBuckets:
+    """The same GCRA in memory, for the fallback: TATs of recently seen buckets (LRU)."""
+
+    def __init__(
+        self, share: float, *, max_buckets: int = 100_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._share = share
+        self._tats: OrderedDict[str, float] = OrderedDict()
+        self._max = max_buckets
+        self._clock = clock
+
+    def share_of(self, quota: Quota) -> int:
+        return max(1, math.ceil(quota.limit * self._share))
+
+    def decide(self, key: str, quota: Quota) -> Decision:
+        limit = self.share_of(quota)
+        now = self._clock()
+        interval = quota.window_s / limit
+        tat = max(self._tats.get(key, now), now)
+        new_tat = tat + interval
+        wait = new_tat - quota.window_s - now
+        policy = Quota(limit, quota.window_s).policy
+        if wait > 0:
+            return Decision(False, limit, 0, math.ceil(tat - now), math.ceil(wait), policy, "local")
+        self._tats[key] = new_tat
+        self._tats.move_to_end(key)
+        if len(self._tats) > self._max:
+            self._tats.popitem(last=False)
+        remaining = math.floor((quota.window_s - (new_tat - now)) / interval + 1e-9)
+        return Decision(True, limit, remaining, math.ceil(new_tat - now), 0, policy, "local")
+
+
+Pending = tuple[str, Quota, "asyncio.Future[Decision]"]
+
+
+class RateLimiter:
+    """Decides whether a request may proceed. See the module docstring.
+
+    Args:
+        redis: the shared client; None decides in-process only.
+        breaker: the Redis breaker (shared with the response cache).
+        rules: quotas per role × route class × method.
+        local_share: each worker's share of a quota while Redis is unavailable.
+        namespace: keeps deployments (and test databases) sharing one Redis apart.
+    """
+
+    def __init__(
+        self,
+        redis: Redis | None,
+        breaker: pybreaker.CircuitBreaker,
+        rules: Rules,
+        *,
+        local_share: float,
+        namespace: str = "enterprise",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._breaker = breaker
+        self._rules = rules
+        self._prefix = f"rl:{namespace}:"
+        self._script: Any = redis.register_script(GCRA) if redis is not None else None
+        self.local = LocalBuckets(local_share, clock=clock)
+        self._waiting: list[Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.calls = 0  # EVALSHA round trips
+        self.decisions = 0
+
+    async def allow(self, key_id: str, role: str, route_class: str, method: str) -> Decision | None:
+        """The decision for one request, or None when no rule limits it."""
+        quota = self._rules.quota(role, route_class, method)
+        if quota is None:
+            return None
+        self.decisions += 1
+        key = f"{self._prefix}{key_id}:{route_class}:{method}"
+        if self._script is None:
+            return self.local.decide(key, quota)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._waiting.append((key, quota, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                await asyncio.sleep(0)  # let requests that are already runnable join
+                batch, self._waiting = self._waiting, []
+                await self._decide(batch)
+        finally:
+            self._flusher = None
+
+    async def _decide(self, batch: list[Pending]) -> None:
+        keys = [key for key, _, _ in batch]
+        args: list[int] = []
+        for _, quota, _ in batch:
+            args += (max(1, quota.window_s * MICRO // quota.limit), quota.window_s * MICRO)
+        self.calls += 1
+        try:
+            with self._breaker.calling():
+                rows = await self._script(keys=keys, args=args)
+        except pybreaker.CircuitBreakerError:
+            rows = None
+        except (RedisError, OSError) as ex:
+            logger.warning("rate limit: Redis call failed, deciding in-process: %s", ex)
+            rows = None
+        except Exception:  # never leave a request without an answer; say why
+            logger.exception("rate limit: unexpected failure, deciding in-process")
+            rows = None
+        for index, (key, quota, future) in enumerate(batch):
+            if future.done():  # its request was cancelled (deadline, disconnect)
+                continue
+            if rows is None:
+                future.set_result(self.local.decide(key, quota))
+                continue
+            admitted, remaining, full_us, wait_us = (int(v) for v in rows[index])
+            future.set_result(
+                Decision(
+                    admitted == 1,
+                    quota.limit,
+                    remaining,
+                    -(-full_us // MICRO),
+                    -(-wait_us // MICRO),
+                    quota.policy,
+                    "redis",
+                )
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"decisions": self.decisions, "redisCalls": self.calls}

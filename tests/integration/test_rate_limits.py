@@ -1,0 +1,145 @@
+"""Rate limits per key × route class × method on the real stack: headers on every limited
+answer (cache hits and 304s included), 429 problem+json, exemptions, and exact counts across
+two server workers sharing Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from pymongo import AsyncMongoClient
+
+from enterprise.app import create_app
+from enterprise.capabilities import ServerCapabilities
+from enterprise.settings import Settings
+from tests.conftest import Server, make_client, new_key, server_env, settings_for
+
+pytestmark = pytest.mark.integration
+API = "/api/v1"
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def limited(database: str) -> Settings:
+    return settings_for(
+        database, RATE_LIMITS="*:*:GET=5/3600,*:*:PATCH=2/3600,*:*:*=50/3600,sre:*:*=3/3600"
+    )
+
+
+@pytest.fixture
+async def limited_app(
+    limited: Settings,
+    mongo: AsyncMongoClient[Any],
+    redis_client: redis.asyncio.Redis,
+    capabilities: ServerCapabilities,
+) -> Any:
+    return create_app(limited, mongo=mongo, redis_client=redis_client, capabilities=capabilities)
+
+
+@pytest.fixture
+async def limited_client(limited_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with await make_client(limited_app) as http:
+        yield http
+
+
+async def _organization(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
+    answer = await client.post(f"{API}/organizations", json={"name": "Limits"}, headers=admin)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+async def test_quota_is_spent_by_hits_and_304s_then_429(
+    limited_app: Any, limited_client: httpx.AsyncClient
+) -> None:
+    admin = await new_key(limited_app)
+    org = await _organization(limited_client, admin)
+    url = f"{API}/organizations/{org['id']}"
+    first = await limited_client.get(url, headers=admin)
+    assert first.headers["ratelimit-policy"] == '"default";q=5;w=3600'
+    assert first.headers["ratelimit"].startswith('"default";r=4;t=')
+    states = [first.headers["x-cache"]]
+    for remaining in (3, 2, 1):
+        answer = await limited_client.get(url, headers=admin)
+        assert answer.status_code == 200
+        assert answer.headers["ratelimit"].startswith(f'"default";r={remaining};')
+        states.append(answer.headers["x-cache"])
+    assert "hit" in states  # cache hits are counted like any answer
+    revalidated = await limited_client.get(
+        url, headers={**admin, "If-None-Match": first.headers["etag"]}
+    )
+    assert revalidated.status_code == 304
+    assert revalidated.headers["ratelimit"].startswith('"default";r=0;')
+
+    refused = await limited_client.get(url, headers=admin)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    assert refused.json()["status"] == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit"].startswith('"default";r=0;')
+    assert refused.headers["ratelimit-policy"] == '"default";q=5;w=3600'
+    assert refused.headers["cache-control"] == "no-store"
+
+
+async def test_buckets_are_per_key_route_class_and_method(
+    limited_app: Any, limited_client: httpx.AsyncClient
+) -> None:
+    admin = await new_key(limited_app)
+    org = await _organization(limited_client, admin)
+    item, listing = f"{API}/organizations/{org['id']}", f"{API}/organizations"
+    for _ in range(5):
+        assert (await limited_client.get(item, headers=admin)).status_code == 200
+    assert (await limited_client.get(item, headers=admin)).status_code == 429
+    # Another route class (lists), another method (PATCH), another key: their own quotas.
+    assert (await limited_client.get(listing, headers=admin)).status_code == 200
+    patched = await limited_client.patch(item, json={"name": "Limits 2"}, headers=admin)
+    assert patched.status_code == 200, patched.text
+    assert patched.headers["ratelimit-policy"] == '"default";q=2;w=3600'
+    other = await new_key(limited_app)
+    assert (await limited_client.get(item, headers=other)).status_code == 200
+
+
+async def test_role_rules_apply_and_health_is_exempt(
+    limited_app: Any, limited_client: httpx.AsyncClient
+) -> None:
+    sre = await new_key(limited_app, "sre")
+    for _ in range(3):
+        answer = await limited_client.get(f"{API}/performance/cache/stats", headers=sre)
+        assert answer.status_code == 200, answer.text
+    assert (
+        await limited_client.get(f"{API}/performance/cache/stats", headers=sre)
+    ).status_code == 429
+    for _ in range(10):  # monitoring never runs out, key or not
+        ready = await limited_client.get("/health/ready", headers=sre)
+        assert ready.status_code == 200
+        assert "ratelimit" not in ready.headers
+        assert (await limited_client.get("/health/live")).status_code == 200
+
+
+async def test_limits_are_exact_across_two_workers(settings: Settings, app: Any) -> None:
+    """60 concurrent GETs of one item through a real 2-worker server: exactly the quota (20)
+    is admitted, whichever worker answers; the window (1 h) outlasts any slow machine."""
+    admin = await new_key(app)
+    async with await make_client(app) as client:
+        org = await _organization(client, admin)
+    env = {**server_env(settings), "RATE_LIMITS": "*:*:GET=20/3600,*:*:*=100/3600"}
+    async with Server(env, workers=2) as server:
+        limits = httpx.Limits(max_connections=60)
+        async with httpx.AsyncClient(
+            base_url=server.base_url, headers=admin, limits=limits, timeout=30
+        ) as http:
+            answers = await asyncio.gather(
+                *(http.get(f"{API}/organizations/{org['id']}") for _ in range(60))
+            )
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses == {200: 20, 429: 40}, statuses
+    remaining = sorted(
+        int(a.headers["ratelimit"].split(";r=")[1].split(";")[0])
+        for a in answers
+        if a.status_code == 200
+    )
+    assert remaining == list(range(20))  # each admitted request saw its own place in line
