@@ -14,7 +14,8 @@ class AuthMiddleware:
 
     Args:
         authenticate: async callable from the raw bearer key to a principal, or None.
-        public_prefixes: paths served without a key (health, metrics, docs).
+        public_prefixes: paths served without a key (health, the dashboard page); a key
+            sent there anyway is checked, so such a resource may show a key's holder more.
     """
 
     def __init__(
@@ -28,9 +29,12 @@ class AuthMiddleware:
 
     async def process_request(self, req: Request, resp: Response) -> None:
         req.context.principal = None
-        if req.path.startswith(self._public) or req.method == "OPTIONS":
+        if req.method == "OPTIONS":
             return
-        scheme, _, key = (req.get_header("Authorization") or "").partition(" ")
+        authorization = req.get_header("Authorization")
+        if authorization is None and req.path.startswith(self._public):
+            return
+        scheme, _, key = (authorization or "").partition(" ")
         key = key.strip()
         if not key or scheme.lower() != "bearer":
             raise falcon.HTTPUnauthorized(

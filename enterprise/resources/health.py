@@ -10,7 +10,11 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
+from enterprise.auth import Role
 from enterprise.resources.base import dumps
+
+# Versions, capabilities and the reasons of failed checks help an attacker as much as an SRE.
+DETAILS_FOR = frozenset({Role.SRE, Role.PLATFORM_ADMIN})
 
 
 class Live:
@@ -32,7 +36,11 @@ async def _probe(check: Callable[[], Awaitable[Any]], timeout_s: float) -> dict[
 
 
 class Ready:
-    """503 when MongoDB is down; 200 "degraded" when only Redis is (the cache is optional)."""
+    """503 when MongoDB is down; 200 "degraded" when only Redis is (the cache is optional).
+
+    Anyone (a load balancer) gets the status alone; `sre` and `platform_admin` keys also get
+    each check, the server's version and capabilities, the write guard and the cache.
+    """
 
     budget_class = "default"
 
@@ -61,6 +69,10 @@ class Ready:
         else:
             status = "ok"
         resp.set_header("Cache-Control", "no-store")
+        principal = req.context.principal
+        if principal is None or principal.role not in DETAILS_FOR:
+            resp.data = dumps({"status": status})
+            return
         resp.data = dumps(
             {"status": status, "checks": {"mongo": mongo, "redis": redis}, **self._describe()}
         )
