@@ -52,7 +52,7 @@ status="$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" -H "If-None-Match:
 log "checked: $path is a cache hit; If-None-Match answers 304"
 
 cache_misses() {
-  curl -s "$BASE/health/ready" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["cache"]["misses"])'
+  curl -s "${AUTH[@]}" "$BASE/health/ready" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["cache"]["misses"])'
 }
 misses_before="$(cache_misses)"
 export CPU_PGID="$SERVER_PID"

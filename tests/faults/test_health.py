@@ -10,7 +10,7 @@ import pytest
 
 from enterprise.app import create_app
 from enterprise.settings import Settings
-from tests.conftest import make_client
+from tests.conftest import make_client, new_key
 from tests.faults.conftest import FaultStack
 
 pytestmark = pytest.mark.faults
@@ -37,6 +37,7 @@ async def _wait_for(
 async def test_mongo_outage_and_recovery(fault_settings: Settings, restore: FaultStack) -> None:
     app = create_app(fault_settings)
     async with await make_client(app) as client:
+        client.headers.update(await new_key(app, "sre"))  # the checks are shown to SREs
         answer, _ = await _ready(client)
         assert answer.status_code == 200
         assert answer.json()["checks"]["mongo"]["status"] == "ok"
@@ -58,6 +59,7 @@ async def test_redis_outage_is_degraded_not_down(
 ) -> None:
     app = create_app(fault_settings)
     async with await make_client(app) as client:
+        client.headers.update(await new_key(app, "sre"))
         restore.stop("redis")
         answer, took = await _ready(client)
         assert answer.status_code == 200

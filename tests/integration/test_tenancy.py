@@ -359,6 +359,32 @@ async def test_health_needs_no_key(env: Env, path: str) -> None:
     assert response.json()["status"] in ("ok", "degraded")
 
 
+@pytest.mark.parametrize(
+    ("role", "details"),
+    [(None, False), ("org_reader", False), ("org_admin", False), ("sre", True),
+     ("platform_admin", True)],
+)  # fmt: skip
+async def test_readiness_details_only_for_sre_and_platform_admins(
+    env: Env, world: World, role: str | None, details: bool
+) -> None:
+    response = await env.client.get("/health/ready", headers=await headers_for(env, role, world))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] in ("ok", "degraded")
+    if details:
+        assert {"checks", "server", "writeGuard", "cache", "rateLimits"} <= set(body)
+        assert body["server"]["version"]
+    else:
+        assert set(body) == {"status"}
+
+
+async def test_readiness_with_a_bad_key_is_401(env: Env) -> None:
+    response = await env.client.get(
+        "/health/ready", headers={"Authorization": "Bearer ent_not-a-real-key"}
+    )
+    assert response.status_code == 401
+
+
 @pytest.mark.parametrize("role", ["org_admin", "org_reader"])
 async def test_lists_show_only_the_tenant(env: Env, world: World, role: str) -> None:
     headers = await headers_for(env, role, world)
