@@ -63,12 +63,14 @@ from middleware.auth import AuthMiddleware
 from middleware.budgets import BudgetMiddleware, BudgetTracker, RequestObserver
 from middleware.compression import CompressionMiddleware
 from middleware.conditional import ConditionalMiddleware
+from middleware.cors import CORSMiddleware
 from middleware.deadline import DeadlineMiddleware
 from middleware.disconnect import DisconnectMiddleware
 from middleware.inflight import InFlightMiddleware
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.request_context import RequestContextMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
+from middleware.security_headers import SecurityHeadersMiddleware
 
 logger = logging.getLogger(__name__)
 ASGIApp = Callable[..., Any]
@@ -355,7 +357,8 @@ def create_app(
         app.add_route(template, resource)
 
     # Outside Falcon, on raw ASGI, outermost first: the request id and Server-Timing wrap
-    # everything; the deadline bounds all work inside it (pymongo gets maxTimeMS for what
+    # everything; security headers and CORS apply to every answer, preflights answered
+    # before any work; the deadline bounds all work inside it (pymongo gets maxTimeMS for what
     # is left); a streamed response stops when its client leaves (the disconnect surfaces
     # as a failed send, through compression, to the stream); compression sees the final body.
     wrapped: ASGIApp = CompressionMiddleware(
@@ -368,6 +371,15 @@ def create_app(
     wrapped = DeadlineMiddleware(
         wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout
     )
+    if settings.cors_origin_list:  # a preflight is answered here, before any app work
+        wrapped = CORSMiddleware(
+            wrapped,
+            origins=settings.cors_origin_list,
+            allow_credentials=settings.cors_allow_credentials,
+            max_age=settings.cors_max_age,
+        )
+    # Every answer, preflights and the deadline's 504s included.
+    wrapped = SecurityHeadersMiddleware(wrapped, hsts_seconds=settings.hsts_seconds)
     wrapped = RequestContextMiddleware(wrapped)
     if metrics is not None:
         # Outermost: a request is in flight from its first byte to its last.

@@ -2,7 +2,8 @@
 
 The page holds no data: it asks the `/api/v1/performance` endpoints with the key typed
 into it, so it is served without a key. A strict CSP allows only this origin's script,
-style and fetches; nothing inline, nothing from elsewhere.
+style and fetches; nothing inline, nothing from elsewhere (`nosniff` and the other security
+headers come from middleware/security_headers.py, as for every answer).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class _Assets:
         resp.data = self._files[name]
         resp.content_type = ASSETS[name]
         resp.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")
         resp.set_header("Cache-Control", "no-store")
 
