@@ -225,6 +225,8 @@ def create_app(
         redis_breaker,
         Rules.parse(settings.rate_limits),
         local_share=settings.local_rate_share,
+        workers=settings.workers,
+        lease_s=settings.rate_limit_lease_ms / 1000,
         namespace=settings.mongodb_database,
     )
     guard = WriteGuard(

@@ -5,12 +5,21 @@ a quota of `limit` requests per `window` seconds admits one request every `windo
 seconds, with a burst of up to `limit`. Each bucket is one Redis key holding its theoretical
 arrival time (TAT, microseconds of Redis's own clock, so every worker agrees on "now").
 
-**Atomic and cheap.** One Lua script decides a whole batch of requests: registered once
-(`SCRIPT LOAD`, then `EVALSHA`; redis-py reloads it after a Redis restart). Concurrent
-requests of a worker share one `EVALSHA` group-commit style (`enterprise/batching.py`
-explains the shape): at most one is in flight, the requests that arrive meanwhile go out
-together in the next. Inside the script requests are decided one after another, so limits
-are exact across any number of workers: never more than `limit` admitted per burst.
+**Atomic and exact.** One Lua script decides a whole batch: registered once (`SCRIPT LOAD`,
+then `EVALSHA`; redis-py reloads it after a Redis restart). Concurrent requests of a worker
+share one `EVALSHA` group-commit style (`enterprise/batching.py` explains the shape). Inside
+the script buckets are served one after another, so no more than `limit` are ever admitted
+per burst, across any number of workers.
+
+**Cheap: reserved credit.** A round trip costs a request more than the rest of a cache hit,
+so far from its limit a worker reserves a block of a bucket's units at once and admits the
+next requests from that credit without asking. The block starts at 1 and doubles while the
+credit is used up within its lease (`RATE_LIMIT_LEASE_MS`), up to `MAX_BLOCK` and never more
+than `(remaining - WORKERS × MAX_BLOCK) / (2 × WORKERS)`: the last `WORKERS × MAX_BLOCK`
+units of a bucket are decided one by one in Redis, so the count is exact where refusals
+start. Units unused at the end of their lease go back to the bucket. A busy key thus costs
+one round trip per `MAX_BLOCK` requests; the `r` a worker reports is Redis's figure at its
+last reservation minus what it admitted since.
 
 **Fallback.** Redis calls go through the Redis breaker the response cache uses. While Redis
 is down or the breaker is open, each worker decides alone with the same algorithm in memory,
@@ -38,31 +47,38 @@ from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
-# KEYS: the buckets. ARGV: per key, emission interval and window (microseconds).
-# Returns per key: admitted (1/0), remaining, microseconds until the bucket is full again,
-# microseconds until the next request would be admitted (0 when admitted).
+# KEYS: the buckets. ARGV: per key, emission interval and window (microseconds), units
+# wanted, units given back (unused credit). Returns per key: units granted (0: refused),
+# remaining, microseconds until the bucket is full again, microseconds until the next unit.
 GCRA = """
 local now_pair = redis.call('TIME')
 local now = tonumber(now_pair[1]) * 1000000 + tonumber(now_pair[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', key) or now)
+  local interval = tonumber(ARGV[4 * i - 3])
+  local window = tonumber(ARGV[4 * i - 2])
+  local want = tonumber(ARGV[4 * i - 1])
+  local back = tonumber(ARGV[4 * i])
+  local tat = tonumber(redis.call('GET', key) or now) - back * interval
   if tat < now then tat = now end
-  local new_tat = tat + interval
-  local wait = new_tat - window - now
-  if wait > 0 then
-    out[#out + 1] = {0, 0, tat - now, wait}
+  local granted = math.min(want, math.floor((now + window - tat) / interval))
+  if granted >= 1 then
+    tat = tat + granted * interval
+  end
+  if granted >= 1 or back > 0 then
+    local ttl_ms = math.max(1, math.ceil((tat - now) / 1000))
+    redis.call('SET', key, string.format('%d', tat), 'PX', ttl_ms)
+  end
+  if granted >= 1 then
+    out[#out + 1] = {granted, math.floor((window - (tat - now)) / interval), tat - now, 0}
   else
-    local ttl_ms = math.max(1, math.ceil((new_tat - now) / 1000))
-    redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl_ms)
-    out[#out + 1] = {1, math.floor((window - (new_tat - now)) / interval), new_tat - now, 0}
+    out[#out + 1] = {0, 0, tat - now, tat + interval - window - now}
   end
 end
 return out
 """
 MICRO = 1_000_000
+MAX_BLOCK = 32  # units reserved at once at most: one round trip per 32 requests of a busy key
 
 
 class Quota(NamedTuple):
@@ -170,7 +186,28 @@ class LocalBuckets:
         return Decision(True, limit, remaining, math.ceil(new_tat - now), 0, policy, "local")
 
 
-Pending = tuple[str, Quota, "asyncio.Future[Decision]"]
+class _Credit:
+    """A worker's reserved units of one bucket."""
+
+    __slots__ = ("block", "expires", "pending", "remaining", "reset_at", "units")
+
+    def __init__(self) -> None:
+        self.units = 0  # reserved, not yet used
+        self.expires = 0.0
+        self.remaining = 0  # Redis's figure at the last reservation
+        self.reset_at = 0.0
+        self.block = 1  # units to reserve next time
+        self.pending = False  # a reservation is on its way
+
+
+class _Ask(NamedTuple):
+    key: str
+    quota: Quota
+    want: int
+    back: int
+    lead: bool  # the bucket's one block reservation in flight (the others ask for 1)
+    credit: _Credit
+    future: asyncio.Future[Decision] | None  # None: only giving unused units back
 
 
 class RateLimiter:
@@ -181,6 +218,9 @@ class RateLimiter:
         breaker: the Redis breaker (shared with the response cache).
         rules: quotas per role × route class × method.
         local_share: each worker's share of a quota while Redis is unavailable.
+        workers: how many workers share the buckets (reserved blocks stay below
+            `remaining / (2 × workers)`).
+        lease_s: how long reserved units may be used before they go back.
         namespace: keeps deployments (and test databases) sharing one Redis apart.
     """
 
@@ -191,16 +231,24 @@ class RateLimiter:
         rules: Rules,
         *,
         local_share: float,
+        workers: int = 1,
+        lease_s: float = 0.25,
         namespace: str = "enterprise",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._breaker = breaker
         self._rules = rules
         self._prefix = f"rl:{namespace}:"
         self._script: Any = redis.register_script(GCRA) if redis is not None else None
+        self._workers = workers
+        self._lease = lease_s
+        self._monotonic = monotonic
+        self._credits: dict[str, _Credit] = {}
+        self._tail = workers * MAX_BLOCK
         self.local = LocalBuckets(local_share, clock=clock)
-        self._waiting: list[Pending] = []
+        self._waiting: list[_Ask] = []
         self._flusher: asyncio.Task[None] | None = None
         self.calls = 0  # EVALSHA round trips
         self.decisions = 0
@@ -214,12 +262,50 @@ class RateLimiter:
         key = f"{self._prefix}{key_id}:{route_class}:{method}"
         if self._script is None:
             return self.local.decide(key, quota)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Decision] = loop.create_future()
-        self._waiting.append((key, quota, future))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
+        now = self._monotonic()
+        credit = self._credits.get(key)
+        if credit is None:
+            if len(self._credits) >= 100_000:  # forget idle buckets (their units expire)
+                self._credits = {k: c for k, c in self._credits.items() if c.expires > now}
+            credit = self._credits[key] = _Credit()
+        elif credit.units > 0 and now < credit.expires:
+            credit.units -= 1
+            return Decision(
+                True,
+                quota.limit,
+                credit.remaining + credit.units,
+                max(0, math.ceil(credit.reset_at - now)),
+                0,
+                quota.policy,
+                "redis",
+            )
+        back, credit.units = credit.units, 0  # expired: they go back with this reservation
+        lead = not credit.pending
+        if not lead:
+            want = 1
+        else:
+            if back:  # the last block outlived its lease: ask for less
+                credit.block = max(1, credit.block // 2)
+            # The last `workers × MAX_BLOCK` units are decided one by one, in Redis.
+            share = (credit.remaining - self._tail) // (2 * self._workers)
+            want = max(1, min(credit.block, share, MAX_BLOCK))
+            credit.pending = True
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._ask(_Ask(key, quota, want, back, lead, credit, future))
         return await future
+
+    def _ask(self, ask: _Ask) -> None:
+        self._waiting.append(ask)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    def _give_back(self, key: str, quota: Quota, credit: _Credit) -> None:
+        """At the end of a lease, unused units go back (another worker may need them)."""
+        if credit.units == 0 or credit.pending or self._monotonic() < credit.expires:
+            return
+        back, credit.units = credit.units, 0
+        credit.block = max(1, credit.block // 2)
+        self._ask(_Ask(key, quota, 0, back, False, credit, None))
 
     async def _flush(self) -> None:
         try:
@@ -230,11 +316,12 @@ class RateLimiter:
         finally:
             self._flusher = None
 
-    async def _decide(self, batch: list[Pending]) -> None:
-        keys = [key for key, _, _ in batch]
+    async def _decide(self, batch: list[_Ask]) -> None:
+        keys = [ask.key for ask in batch]
         args: list[int] = []
-        for _, quota, _ in batch:
-            args += (max(1, quota.window_s * MICRO // quota.limit), quota.window_s * MICRO)
+        for ask in batch:
+            window = ask.quota.window_s * MICRO
+            args += (max(1, window // ask.quota.limit), window, ask.want, ask.back)
         self.calls += 1
         try:
             with self._breaker.calling():
@@ -247,21 +334,40 @@ class RateLimiter:
         except Exception:  # never leave a request without an answer; say why
             logger.exception("rate limit: unexpected failure, deciding in-process")
             rows = None
-        for index, (key, quota, future) in enumerate(batch):
-            if future.done():  # its request was cancelled (deadline, disconnect)
+        now = self._monotonic()
+        for index, ask in enumerate(batch):
+            credit = ask.credit
+            if ask.lead:
+                credit.pending = False
+            if ask.future is None:
                 continue
             if rows is None:
-                future.set_result(self.local.decide(key, quota))
+                if not ask.future.done():
+                    ask.future.set_result(self.local.decide(ask.key, ask.quota))
                 continue
-            admitted, remaining, full_us, wait_us = (int(v) for v in rows[index])
-            future.set_result(
+            granted, remaining, full_us, wait_us = (int(v) for v in rows[index])
+            if granted:
+                if ask.lead and granted == ask.want == credit.block and not ask.back:
+                    credit.block = min(2 * credit.block, MAX_BLOCK)  # used up within its lease
+                credit.units += granted - 1
+                credit.expires = now + self._lease
+                credit.remaining = remaining
+                credit.reset_at = now + full_us / MICRO
+                if granted > 1:
+                    asyncio.get_running_loop().call_later(
+                        self._lease, self._give_back, ask.key, ask.quota, credit
+                    )
+            if ask.future.done():  # its request was cancelled (deadline): keep its unit
+                credit.units += 1 if granted else 0
+                continue
+            ask.future.set_result(
                 Decision(
-                    admitted == 1,
-                    quota.limit,
-                    remaining,
+                    granted > 0,
+                    ask.quota.limit,
+                    remaining + credit.units if granted else 0,
                     -(-full_us // MICRO),
                     -(-wait_us // MICRO),
-                    quota.policy,
+                    ask.quota.policy,
                     "redis",
                 )
             )

@@ -111,6 +111,8 @@ class Settings:
     rate_limit_enabled: bool = True
     rate_limits: str = DEFAULT_RULES
     rate_limit_local_share: float = 0.0
+    # How long a worker may use units it reserved ahead (enterprise/ratelimit.py).
+    rate_limit_lease_ms: int = 250
 
     # Cross-origin browsers: allowed origins (comma-separated, exact `scheme://host[:port]`;
     # empty: no CORS headers at all), credentials, and how long a preflight may be cached.
@@ -200,6 +202,8 @@ class Settings:
             Rules.parse(self.rate_limits)
         except ValueError as ex:
             raise SettingsError(f"RATE_LIMITS: {ex}") from ex
+        if not 1 <= self.rate_limit_lease_ms <= 10_000:
+            raise SettingsError("RATE_LIMIT_LEASE_MS must be 1..10000")
         if not 0 <= self.rate_limit_local_share <= 1:
             raise SettingsError("RATE_LIMIT_LOCAL_SHARE must be 0..1 (0: 1 / WORKERS)")
         if "*" in self.cors_origin_list and self.cors_allow_credentials:

@@ -6,9 +6,10 @@
 #   (c) loadtests/domain_vs_driver.sh   seeds `medium` (if needed), API vs bare driver, no cache
 #   (d) loadtests/middleware.sh         cache hits and 304s vs /health/live; br vs gzip
 #   (e) loadtests/instrumentation.sh    cached GETs with the SRE instrumentation on vs off
+#   (f) loadtests/rate_limit.sh         cached GETs with the rate limiter on vs off
 #
 # Env: BENCH_DB (bench_enterprise), BENCH_KEEP_DB=1 keeps it for the next run (saves the
-# ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS ("a b c d e"),
+# ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS ("a b c d e f"),
 # BENCH_PRIVATE_STACK=1: run against a FerretDB + Redis of its own (free ports, started and
 # stopped here) instead of the shared ones, when other people's load queues ahead of ours.
 # Every server started is stopped by PID (process group) on exit, also on failure/timeout.
@@ -21,7 +22,7 @@ if [[ "${BENCH_PRIVATE_STACK:-0}" == 1 ]]; then
   trap 'stop_all; private_stack_down' EXIT
   private_stack_up
 fi
-STEPS="${STEPS:-a b c d e}"
+STEPS="${STEPS:-a b c d e f}"
 started="$(date +%s)"
 machine_info | tee "$RESULTS/machine.txt" >&2
 
@@ -40,7 +41,8 @@ for s in $STEPS; do
     c) step domain_vs_driver 1500 bash "$ROOT/loadtests/domain_vs_driver.sh" ;;
     d) step middleware 600 bash "$ROOT/loadtests/middleware.sh" ;;
     e) step instrumentation 600 bash "$ROOT/loadtests/instrumentation.sh" ;;
-    *) die "unknown step $s (a b c d e)" ;;
+    f) step rate_limit 600 bash "$ROOT/loadtests/rate_limit.sh" ;;
+    *) die "unknown step $s (a b c d e f)" ;;
   esac
 done
 

@@ -45,13 +45,22 @@ async def test_fallback_admits_the_worker_share_while_redis_is_down(
         assert all(int(a.headers["retry-after"]) >= 1 for a in down[10:])
 
         restore.start("redis")
-        # Once the breaker lets a call through again, Redis decides. This stack's Redis keeps
-        # no data (`--save ''`): the restart emptied the bucket, so the whole 20 is there.
+        # Once the breaker lets calls through again, Redis decides (q=20). This stack's Redis
+        # keeps no data (`--save ''`): the restart emptied the bucket, so a whole 20 is there.
+        # Until then, and for each pooled connection the restart closed, the spent local
+        # share answers (q=10, all 429): no request is admitted twice.
         deadline = time.monotonic() + 15
-        while (answer := await client.get(url, headers=admin)).status_code == 429:
-            assert time.monotonic() < deadline, "Redis never took over again"
-            await asyncio.sleep(0.2)
-        assert answer.headers["ratelimit-policy"] == '"default";q=20;w=3600'
-        assert _remaining(answer) == 19
-        after = [await client.get(url, headers=admin) for _ in range(20)]
-        assert [a.status_code for a in after] == [200] * 19 + [429]
+        admitted = refused_by_redis = 0
+        while refused_by_redis == 0:
+            assert time.monotonic() < deadline, f"Redis never took over again ({admitted})"
+            answer = await client.get(url, headers=admin)
+            tier_quota = answer.headers["ratelimit-policy"]
+            if answer.status_code == 200:
+                assert tier_quota == '"default";q=20;w=3600'
+                assert _remaining(answer) == 19 - admitted
+                admitted += 1
+            elif tier_quota == '"default";q=20;w=3600':
+                refused_by_redis += 1
+            else:
+                await asyncio.sleep(0.05)
+        assert admitted == 20

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# (f) What the rate limiter costs on cached GETs (goal: on ÷ off >= 0.95 req/s).
+#
+#   bash loadtests/rate_limit.sh   # after domain_vs_driver.sh seeded $BENCH_DB
+#
+# Two servers of the same command and worker count: `off` (RATE_LIMIT_ENABLED=false) and `on`
+# (as shipped: every request decided by the Redis script, with a quota no run reaches, so
+# every answer is a 200 that paid for its decision). Both are warmed so every measured GET is
+# a cache hit; then rounds measure them back to back (order alternating), and only ratios
+# within a round are compared, as in middleware.sh. Only one server is under load at a time.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require wrk curl setsid
+
+ROUNDS="${RATE_LIMIT_ROUNDS:-${ROUNDS:-20}}"
+DURATION="${RATE_LIMIT_DURATION:-2}"
+CONNECTIONS="${CONNECTIONS:-16}"
+WORKERS="${WORKERS:-1}"
+SERVER="${SERVER:-uvicorn}"
+export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
+export RATE_LIMITS="*:*:*=1000000000/60"
+OUT="$RESULTS/rate_limit.jsonl"
+: >"$OUT"
+
+KEY="$("$PY" -m enterprise keys create --name bench-rate-limit --role platform_admin 2>/dev/null)"
+[[ "$KEY" == ent_* ]] || die "could not create an API key (is $MONGODB_DATABASE seeded?)"
+"$PY" "$ROOT/loadtests/targets.py" ids --out "$RESULTS"
+AUTH=(-H "Authorization: Bearer $KEY")
+
+MODES=(off on)
+declare -A BASES PIDS ENABLED=([off]=false [on]=true)
+for mode in "${MODES[@]}"; do
+  port="$(free_port "${BENCH_PORT:-18500}")"
+  BASES[$mode]="http://127.0.0.1:$port"
+  RATE_LIMIT_ENABLED="${ENABLED[$mode]}" CACHE_ENABLED=true \
+    start_and_wait "$RESULTS/server-rate-limit-$mode.log" "${BASES[$mode]}/health/ready" \
+    "$PY" -m enterprise serve --port "$port" --workers "$WORKERS" --server "$SERVER" ||
+    die "the API (rate limit $mode) did not start; see $RESULTS/server-rate-limit-$mode.log"
+  PIDS[$mode]="$SERVER_PID"
+done
+
+"$PY" -m enterprise cache retire 2>&1 | sed 's/^/[cache] /' >&2
+path="$(head -1 "$RESULTS/clinic_paths.txt")"
+for mode in "${MODES[@]}"; do
+  WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$CONNECTIONS" 3 "${BASES[$mode]}" "${AUTH[@]}"
+  head="$(curl -s -D - -o /dev/null "${AUTH[@]}" "${BASES[$mode]}$path" | tr -d '\r')"
+  grep -qi '^x-cache: hit' <<<"$head" || die "GET $path (rate limit $mode) is not a cache hit"
+  limited="$(grep -ci '^ratelimit:' <<<"$head" || true)"
+  [[ "$mode" == on && "$limited" == 1 || "$mode" == off && "$limited" == 0 ]] ||
+    die "rate limit $mode: $limited RateLimit fields on GET $path"
+done
+
+measure() { # measure off|on
+  CPU_PGID="${PIDS[$1]}" WRK_PATHS="$RESULTS/clinic_paths.txt" \
+    wrk_run "item-ratelimit-$1" "$OUT" "$CONNECTIONS" "$DURATION" "${BASES[$1]}" "${AUTH[@]}"
+}
+for ((round = 1; round <= ROUNDS; round++)); do
+  export BENCH_ROUND="$round"
+  modes=(off on)
+  ((round % 2 == 1)) || modes=(on off)
+  for mode in "${modes[@]}"; do measure "$mode"; done
+done
+for mode in "${MODES[@]}"; do stop_server "${PIDS[$mode]}"; done
+
+echo
+"$PY" "$ROOT/loadtests/summarize.py" "$OUT" \
+  --ratio "on÷off=item-ratelimit-on/item-ratelimit-off:rps" \
+  --ratio "off÷on P95=item-ratelimit-off/item-ratelimit-on:p95_ms" \
+  --ratio "CPU per request on÷off=item-ratelimit-on/item-ratelimit-off:cpu_ms_per_req"
