@@ -106,7 +106,9 @@ class Lifecycle:
         if self._state.metrics is not None:
             self._state.metrics.worker_exited()
         await self._state.explainer.aclose()
-        # Background reads (lease renewals) hold Redis connections: let them finish first.
+        # Background reads (lease renewals, units given back) hold Redis connections: let
+        # them finish first.
+        await self._state.limiter.aclose()
         await self._state.cache.aclose()
         if self._close_mongo:
             await self._state.mongo.close()

@@ -18,8 +18,9 @@ credit is used up within its lease (`RATE_LIMIT_LEASE_MS`), up to `MAX_BLOCK` an
 than `(remaining - WORKERS × MAX_BLOCK) / (2 × WORKERS)`: the last `WORKERS × MAX_BLOCK`
 units of a bucket are decided one by one in Redis, so the count is exact where refusals
 start. Units unused at the end of their lease go back to the bucket. A busy key thus costs
-one round trip per `MAX_BLOCK` requests; the `r` a worker reports is Redis's figure at its
-last reservation minus what it admitted since.
+one round trip per `MAX_BLOCK` requests (requests arriving while a block is on its way wait
+for it rather than ask too); the `r` a worker reports is Redis's figure at its last
+reservation minus what it admitted since.
 
 **Fallback.** Redis calls go through the Redis breaker the response cache uses. While Redis
 is down or the breaker is open, each worker decides alone with the same algorithm in memory,
@@ -39,6 +40,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pybreaker
@@ -78,17 +80,18 @@ end
 return out
 """
 MICRO = 1_000_000
-MAX_BLOCK = 32  # units reserved at once at most: one round trip per 32 requests of a busy key
+MAX_BLOCK = 64  # units reserved at once at most: one round trip per 64 requests of a busy key
 
 
-class Quota(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Quota:
     limit: int
     window_s: int
+    # The `RateLimit-Policy` item (draft-ietf-httpapi-ratelimit-headers-10, §3), made once.
+    policy: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def policy(self) -> str:
-        """The `RateLimit-Policy` item (draft-ietf-httpapi-ratelimit-headers-10, §3)."""
-        return f'"default";q={self.limit};w={self.window_s}'
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", f'"default";q={self.limit};w={self.window_s}')
 
 
 class Decision(NamedTuple):
@@ -189,7 +192,7 @@ class LocalBuckets:
 class _Credit:
     """A worker's reserved units of one bucket."""
 
-    __slots__ = ("block", "expires", "pending", "remaining", "reset_at", "units")
+    __slots__ = ("asked", "block", "expires", "pending", "remaining", "reset_at", "units")
 
     def __init__(self) -> None:
         self.units = 0  # reserved, not yet used
@@ -197,7 +200,8 @@ class _Credit:
         self.remaining = 0  # Redis's figure at the last reservation
         self.reset_at = 0.0
         self.block = 1  # units to reserve next time
-        self.pending = False  # a reservation is on its way
+        self.pending: asyncio.Future[None] | None = None  # resolved when the reservation is back
+        self.asked = 0  # units that reservation asked for
 
 
 class _Ask(NamedTuple):
@@ -250,6 +254,7 @@ class RateLimiter:
         self.local = LocalBuckets(local_share, clock=clock)
         self._waiting: list[_Ask] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.TimerHandle] = set()  # lease ends still to come
         self.calls = 0  # EVALSHA round trips
         self.decisions = 0
 
@@ -262,35 +267,42 @@ class RateLimiter:
         key = f"{self._prefix}{key_id}:{route_class}:{method}"
         if self._script is None:
             return self.local.decide(key, quota)
-        now = self._monotonic()
         credit = self._credits.get(key)
         if credit is None:
-            if len(self._credits) >= 100_000:  # forget idle buckets (their units expire)
+            if len(self._credits) >= 100_000:  # forget idle buckets (their units expired)
+                now = self._monotonic()
                 self._credits = {k: c for k, c in self._credits.items() if c.expires > now}
             credit = self._credits[key] = _Credit()
-        elif credit.units > 0 and now < credit.expires:
-            credit.units -= 1
-            return Decision(
-                True,
-                quota.limit,
-                credit.remaining + credit.units,
-                max(0, math.ceil(credit.reset_at - now)),
-                0,
-                quota.policy,
-                "redis",
-            )
+        while True:
+            now = self._monotonic()
+            if credit.units > 0 and now < credit.expires:
+                credit.units -= 1
+                return Decision(
+                    True,
+                    quota.limit,
+                    credit.remaining + credit.units,
+                    max(0, math.ceil(credit.reset_at - now)),
+                    0,
+                    quota.policy,
+                    "redis",
+                )
+            if credit.pending is None or credit.asked == 1:
+                break
+            # A block is on its way: wait for it rather than ask for a unit of one's own.
+            await asyncio.shield(credit.pending)
         back, credit.units = credit.units, 0  # expired: they go back with this reservation
-        lead = not credit.pending
-        if not lead:
-            want = 1
-        else:
+        loop = asyncio.get_running_loop()
+        lead = credit.pending is None
+        if lead:
             if back:  # the last block outlived its lease: ask for less
                 credit.block = max(1, credit.block // 2)
             # The last `workers × MAX_BLOCK` units are decided one by one, in Redis.
             share = (credit.remaining - self._tail) // (2 * self._workers)
-            want = max(1, min(credit.block, share, MAX_BLOCK))
-            credit.pending = True
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+            credit.asked = want = max(1, min(credit.block, share, MAX_BLOCK))
+            credit.pending = loop.create_future()
+        else:
+            want = 1
+        future: asyncio.Future[Decision] = loop.create_future()
         self._ask(_Ask(key, quota, want, back, lead, credit, future))
         return await future
 
@@ -301,7 +313,12 @@ class RateLimiter:
 
     def _give_back(self, key: str, quota: Quota, credit: _Credit) -> None:
         """At the end of a lease, unused units go back (another worker may need them)."""
-        if credit.units == 0 or credit.pending or self._monotonic() < credit.expires:
+        self._timers = {
+            timer
+            for timer in self._timers
+            if not timer.cancelled() and timer.when() > asyncio.get_running_loop().time()
+        }
+        if credit.units == 0 or credit.pending is not None or self._monotonic() < credit.expires:
             return
         back, credit.units = credit.units, 0
         credit.block = max(1, credit.block // 2)
@@ -337,8 +354,9 @@ class RateLimiter:
         now = self._monotonic()
         for index, ask in enumerate(batch):
             credit = ask.credit
-            if ask.lead:
-                credit.pending = False
+            if ask.lead and credit.pending is not None:
+                credit.pending.set_result(None)  # after this loop: followers find the units
+                credit.pending = None
             if ask.future is None:
                 continue
             if rows is None:
@@ -354,8 +372,10 @@ class RateLimiter:
                 credit.remaining = remaining
                 credit.reset_at = now + full_us / MICRO
                 if granted > 1:
-                    asyncio.get_running_loop().call_later(
-                        self._lease, self._give_back, ask.key, ask.quota, credit
+                    self._timers.add(
+                        asyncio.get_running_loop().call_later(
+                            self._lease, self._give_back, ask.key, ask.quota, credit
+                        )
                     )
             if ask.future.done():  # its request was cancelled (deadline): keep its unit
                 credit.units += 1 if granted else 0
@@ -371,6 +391,14 @@ class RateLimiter:
                     "redis",
                 )
             )
+
+    async def aclose(self) -> None:
+        """At shutdown: no lease ends any more; the reservations in flight finish."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._flusher is not None:
+            await self._flusher
 
     def snapshot(self) -> dict[str, Any]:
         return {"decisions": self.decisions, "redisCalls": self.calls}

@@ -93,5 +93,5 @@ class RateLimitMiddleware:
     ) -> None:
         decision = req.context.get("rate_limit")
         if decision is not None:
-            for name, value in rate_limit_headers(decision):
-                resp.set_header(name, value)
+            resp.set_header("RateLimit-Policy", decision.policy)
+            resp.set_header("RateLimit", f'"default";r={decision.remaining};t={decision.reset_s}')
