@@ -54,7 +54,8 @@ async def get(app: Any, path: str, key: str) -> tuple[int, dict[bytes, bytes]]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
         "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())],
+        "root_path": "",
+        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
     }  # fmt: skip
     status = 0
@@ -117,16 +118,14 @@ async def main() -> None:
             results[mode].append(value)
         ratios.append(measured["on"] / measured["off"])
     out = sys.stdout
-    out.write(
-        f"load average {os.getloadavg()[0]:.1f}; {ROUNDS} rounds of {N} cached GETs, -c{CONCURRENCY}\n"
-    )
+    load = os.getloadavg()[0]
+    out.write(f"load average {load:.1f}; {ROUNDS} rounds of {N} cached GETs, -c{CONCURRENCY}\n")
     for mode, values in results.items():
-        out.write(
-            f"{mode:4s} CPU µs/request: {' / '.join(f'{v:.0f}' for v in values)} → median {statistics.median(values):.1f}\n"
-        )
-    out.write(
-        f"on ÷ off per round: {' / '.join(f'{r:.3f}' for r in ratios)} → median {statistics.median(ratios):.3f}\n"
-    )
+        listed = " / ".join(f"{v:.0f}" for v in values)
+        median = statistics.median(values)
+        out.write(f"{mode:4s} CPU µs/request: {listed} → median {median:.1f}\n")
+    listed = " / ".join(f"{r:.3f}" for r in ratios)
+    out.write(f"on ÷ off per round: {listed} → median {statistics.median(ratios):.3f}\n")
     out.write(f"limiter: {apps['on'].state.limiter.snapshot()}\n")
     for app in apps.values():
         await lifespan(app, "shutdown")
