@@ -1,4 +1,4 @@
-"""`python -m enterprise <command>`: serve, seed, keys, cache. `--help` lists them."""
+"""`python -m enterprise <command>`: serve, seed, keys, cache, audit. `--help` lists them."""
 
 from __future__ import annotations
 
@@ -52,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
 
+    audit = commands.add_parser("audit", help="settle or prune the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    reconcile = audit_commands.add_parser(
+        "reconcile",
+        help="settle records a crash left pending (older than AUDIT_RECONCILE_GRACE_S)",
+    )
+    reconcile.add_argument(
+        "--grace", type=float, help="seconds a record must be pending (default: the setting)"
+    )
+    audit_commands.add_parser(
+        "prune",
+        help="delete records older than AUDIT_RETENTION_DAYS (where no TTL index does it)",
+    )
+
     cache = commands.add_parser("cache", help="operate the response cache")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_commands.add_parser(
@@ -92,16 +106,19 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from enterprise.guard import WriteGuard
     from enterprise.repositories.api_keys import ApiKeysRepository
+    from enterprise.repositories.audit import AuditRepository
     from enterprise.repositories.client import open_client
     from enterprise.services.api_keys import ApiKeysService
+    from enterprise.services.audit import AuditTrail
+    from enterprise.services.writes import AfterWrite
 
     client = open_client(settings, [])
     try:
-        repository = ApiKeysRepository(
-            client[settings.mongodb_database],
-            guard=WriteGuard(enabled=False, redis=None, workers=1),
-        )
-        service = ApiKeysService(repository)
+        db = client[settings.mongodb_database]
+        guard = WriteGuard(enabled=False, redis=None, workers=1)
+        audit = AuditTrail(AuditRepository(db, guard=guard))
+        repository = ApiKeysRepository(db, guard=guard)
+        service = ApiKeysService(repository, after_write=AfterWrite([audit], journal=audit))
         if args.keys_command == "create":
             raw, stored = await service.create(args.name, args.role, args.organization)
             sys.stderr.write(f"created key {stored['_id']} ({args.role}); it is shown once:\n")
@@ -116,6 +133,46 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         else:
             await service.revoke(args.key_id)
             sys.stderr.write(f"revoked {args.key_id}\n")
+    finally:
+        await client.close()
+    return 0
+
+
+async def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from enterprise.cursor import CursorCodec
+    from enterprise.guard import WriteGuard
+    from enterprise.repositories.audit import AuditRepository
+    from enterprise.repositories.base import utcnow
+    from enterprise.repositories.client import open_client, read_capabilities
+    from enterprise.services.audit import AuditEventsService
+
+    client = open_client(settings, [])
+    try:
+        repository = AuditRepository(
+            client[settings.mongodb_database],
+            guard=WriteGuard(enabled=False, redis=None, workers=1),
+        )
+        service = AuditEventsService(repository, codec=CursorCodec(settings.cursor_secret))
+        if args.audit_command == "reconcile":
+            grace = settings.audit_reconcile_grace_s if args.grace is None else args.grace
+            settled = await service.reconcile(timedelta(seconds=grace))
+            sys.stdout.write(
+                f"settled {settled['committed'] + settled['abandoned']} pending audit records "
+                f"older than {grace:g} s: {settled['committed']} committed, "
+                f"{settled['abandoned']} abandoned\n"
+            )
+            return 0
+        capabilities = await read_capabilities(client, settings.mongodb_database)
+        older_than = utcnow() - timedelta(days=settings.audit_retention_days)
+        pruned = await service.prune(older_than, ttl=capabilities.ttl_indexes)
+        if pruned is None:
+            sys.stdout.write("the server expires audit records itself (TTL index): nothing to do\n")
+        else:
+            sys.stdout.write(
+                f"pruned {pruned} audit records older than {settings.audit_retention_days} days\n"
+            )
     finally:
         await client.close()
     return 0
@@ -155,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_keys(args, settings))
     if args.command == "cache":
         return asyncio.run(_cache(args, settings))
+    if args.command == "audit":
+        return asyncio.run(_audit(args, settings))
     from enterprise.seed import run as run_seed
 
     return asyncio.run(run_seed(args, settings))

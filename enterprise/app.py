@@ -26,6 +26,7 @@ from enterprise.metrics import Metrics
 from enterprise.ratelimit import RateLimiter, Rules
 from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.assignments import AssignmentsRepository, ClinicStatsRepository
+from enterprise.repositories.audit import AuditRepository
 from enterprise.repositories.client import (
     CommandTimings,
     MongoClient,
@@ -39,6 +40,7 @@ from enterprise.repositories.explain import PlanExplainer
 from enterprise.repositories.organizations import OrganizationsRepository
 from enterprise.resources import (
     assignments,
+    audit_events,
     clinics,
     dashboard,
     exports,
@@ -52,11 +54,12 @@ from enterprise.resources.metrics import Exposition
 from enterprise.resources.reports import OrganizationSummary
 from enterprise.services.api_keys import ApiKeysService
 from enterprise.services.assignments import AssignmentsService
+from enterprise.services.audit import AuditEventsService, AuditTrail
 from enterprise.services.clinics import ClinicsService
 from enterprise.services.exports import ExportsService
 from enterprise.services.organizations import OrganizationsService
 from enterprise.services.reports import ReportsService
-from enterprise.services.writes import AfterWrite, CacheInvalidation
+from enterprise.services.writes import AfterWrite, CacheInvalidation, WriteJournal, WriteObserver
 from enterprise.settings import Settings
 from enterprise.telemetry import Telemetry
 from middleware.auth import AuthMiddleware
@@ -170,6 +173,20 @@ def deadline_for(settings: Settings) -> Callable[[str, str], float]:
     return timeout_for
 
 
+def after_write_for(settings: Settings, cache: ResponseCache, audit: AuditTrail) -> AfterWrite:
+    """Journal every write in the audit trail; after it commits, invalidate the cache, then
+    complete the audit record. `TEST_FAULT_CRASH` (tests only) adds its kill point here."""
+    from enterprise import faults
+
+    journal: WriteJournal = audit
+    observers: list[WriteObserver] = [CacheInvalidation(cache)]
+    if settings.test_fault_crash == "before-write":
+        journal = faults.CrashBeforeWrite(audit)
+    elif settings.test_fault_crash == "after-write":
+        observers.append(faults.CrashAfterWrite())
+    return AfterWrite([*observers, audit], journal=journal)
+
+
 def open_redis(settings: Settings) -> redis.asyncio.Redis:
     """The Redis client: short timeouts, so a stalled Redis trips the breaker, not requests."""
     return redis.asyncio.from_url(
@@ -248,11 +265,10 @@ def create_app(
     organization_repo = OrganizationsRepository(db, **repo_options)
     clinic_repo = ClinicsRepository(db, **repo_options)
     assignment_repo = AssignmentsRepository(db, **repo_options)
-    after_write = AfterWrite([CacheInvalidation(cache)])
-    service_options: dict[str, Any] = {
-        "codec": CursorCodec(settings.cursor_secret),
-        "after_write": after_write,
-    }
+    audit_repo = AuditRepository(db, **repo_options)
+    after_write = after_write_for(settings, cache, AuditTrail(audit_repo))
+    codec = CursorCodec(settings.cursor_secret)
+    service_options: dict[str, Any] = {"codec": codec, "after_write": after_write}
     organization_service = OrganizationsService(organization_repo, clinic_repo, **service_options)
     clinic_service = ClinicsService(clinic_repo, organization_repo, **service_options)
     assignment_service = AssignmentsService(assignment_repo, clinic_repo, **service_options)
@@ -353,6 +369,7 @@ def create_app(
             OrganizationSummary(reports, ttl=settings.cache_ttl_stats),
         ),
         *exports.routes(export_service),
+        *audit_events.routes(AuditEventsService(audit_repo, codec=codec), limits),
         *performance.routes(telemetry, slow_query_ms=settings.db_slow_query_threshold),
         *([("/metrics", Exposition(metrics, telemetry))] if metrics else []),
         *dashboard.routes(),

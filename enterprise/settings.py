@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from enterprise.ratelimit import DEFAULT_RULES, Rules
+from indexes.audit_events import RETENTION_SECONDS
 
 
 class SettingsError(ValueError):
@@ -138,6 +139,16 @@ class Settings:
     prometheus_multiproc_dir: str = ""
     sre_snapshot_interval_s: float = 1.0
 
+    # Audit trail: how long records are kept (`audit prune` where the server has no TTL
+    # index; the declared TTL index, indexes/audit_events.py, keeps the same default), and
+    # how old a pending record must be before `audit reconcile` settles it: longer than any
+    # write can be in flight (the 30 s default deadline, with room).
+    audit_retention_days: int = RETENTION_SECONDS // 86400
+    audit_reconcile_grace_s: float = 300.0
+    # Tests only (needs ENTERPRISE_DEV=1): kill the worker at this point of every write,
+    # "before-write" (intent journaled) or "after-write" (write applied, record pending).
+    test_fault_crash: str = ""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default: the process environment).
@@ -178,6 +189,8 @@ class Settings:
                     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
                     "set ENTERPRISE_DEV=1 for a local development secret"
                 )
+        if values.get("test_fault_crash") and not _bool(env.get("ENTERPRISE_DEV", "0")):
+            raise SettingsError("TEST_FAULT_CRASH is for tests only and needs ENTERPRISE_DEV=1")
         settings = cls(**values)
         settings.validate()
         return settings
@@ -214,6 +227,12 @@ class Settings:
             raise SettingsError("HSTS_SECONDS must be >= 0")
         if not 0.05 <= self.sre_snapshot_interval_s <= 60:
             raise SettingsError("SRE_SNAPSHOT_INTERVAL_S must be 0.05..60")
+        if self.audit_retention_days < 1:
+            raise SettingsError("AUDIT_RETENTION_DAYS must be at least 1")
+        if self.audit_reconcile_grace_s < 0:
+            raise SettingsError("AUDIT_RECONCILE_GRACE_S must not be negative")
+        if self.test_fault_crash not in ("", "before-write", "after-write"):
+            raise SettingsError("TEST_FAULT_CRASH must be before-write or after-write")
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 
 from enterprise.repositories.base import Repository
 from indexes import UNIQUE_FIELDS
@@ -24,10 +26,16 @@ class ApiKeysRepository(Repository):
             cursor = self._collection.find({}, {"keyHash": 0}, sort=[("createdAt", 1)])
             return await cursor.to_list(None)
 
-    async def revoke(self, key_id: ObjectId) -> bool:
+    async def revoke(
+        self, key_id: ObjectId, version: int, at: datetime, stamp: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Revoke an active key still at `version`; the key as revoked (without its hash),
+        or None when it was revoked or changed meanwhile."""
         with self._translated():
-            result = await self._collection.update_one(
-                {"_id": key_id, "revokedAt": None},
-                {"$set": {"revokedAt": datetime.now(UTC)}, "$inc": {"version": 1}},
+            return await self._collection.find_one_and_update(
+                # A key written before versions existed has none: version 0 matches it.
+                {"_id": key_id, "revokedAt": None, "version": version or None},
+                {"$set": {"revokedAt": at, **stamp}, "$inc": {"version": 1}},
+                projection={"keyHash": 0},
+                return_document=ReturnDocument.AFTER,
             )
-        return result.modified_count == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Changes = tuple[dict[str, Any], list[str]]  # ($set fields, fields to $unset)
+# Told of each attempt just before it is sent; returns extra fields to $set (the stamp).
+InsertJournal = Callable[[Document], Awaitable[dict[str, Any]]]
+UpdateJournal = Callable[[Document, Changes], Awaitable[dict[str, Any]]]
+DeleteJournal = Callable[[Document], Awaitable[None]]
 
 
 def utcnow() -> datetime:
@@ -158,9 +162,13 @@ class Repository:
             return None, False
         return value, value < self._count_cap
 
-    async def insert(self, document: Document) -> Document:
+    async def insert(self, document: Document, *, journal: InsertJournal | None = None) -> Document:
+        """Insert at version 1. `journal` hears of the document just before it is sent and
+        names fields to store with it."""
         now = utcnow()
         stored = {"_id": ObjectId(), **document, "createdAt": now, "updatedAt": now, "version": 1}
+        if journal is not None:
+            stored.update(await journal(stored))
         try:
             with self._translated():
                 await self._collection.insert_one(stored)
@@ -198,8 +206,13 @@ class Repository:
         change: Callable[[Document], Changes],
         check: Callable[[Document], None],
         attempts: int = 20,
+        *,
+        journal: UpdateJournal | None = None,
     ) -> Document:
         """Read, change and compare-and-set on `version`, under the write guard.
+
+        `journal` hears of each attempt just before it is sent (the audit trail's intent)
+        and names fields to set with it.
 
         `check` raises `PreconditionFailed` when the client's If-Match no longer holds. When
         the version moved under us without an If-Match from the client, we simply retry.
@@ -218,8 +231,9 @@ class Repository:
                         raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
                     check(current)
                     to_set, to_unset = change(current)
+                    stamp = await journal(current, (to_set, to_unset)) if journal else {}
                     update: dict[str, Any] = {
-                        "$set": {**to_set, "updatedAt": utcnow()},
+                        "$set": {**to_set, **stamp, "updatedAt": utcnow()},
                         "$inc": {"version": 1},
                     }
                     if to_unset:
@@ -251,12 +265,16 @@ class Repository:
         document_id: ObjectId,
         scope: Mapping[str, Any],
         check: Callable[[Document], None],
+        *,
+        journal: DeleteJournal | None = None,
     ) -> Document:
         async with self._guard.hold(self.collection_name, document_id):
             current = await self.get(document_id, scope, None)
             if current is None:
                 raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
             check(current)
+            if journal is not None:
+                await journal(current)
             with self._translated():
                 result = await self._collection.delete_one(
                     scoped({"_id": document_id, "version": current["version"]}, scope)

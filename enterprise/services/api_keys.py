@@ -12,6 +12,20 @@ from bson import ObjectId
 from enterprise.auth import Principal, Role, key_hash, new_key
 from enterprise.errors import InvalidInput, NotFound
 from enterprise.repositories.api_keys import ApiKeysRepository
+from enterprise.repositories.base import Document, utcnow
+from enterprise.services.writes import (
+    STAMP_FIELD,
+    AfterWrite,
+    Committed,
+    Intent,
+    WriteAction,
+    recorded,
+)
+
+# Who writes keys from `python -m enterprise keys`: the operator at the command line.
+COMMAND_LINE = Principal(
+    key_id="cli", name="command line", role=Role.PLATFORM_ADMIN, organization_id=None
+)
 
 
 class ApiKeysService:
@@ -20,12 +34,23 @@ class ApiKeysService:
     The cache is keyed by the presented key itself, so a cached request needs no hashing;
     like the request that carried it, that key lives only in this process's memory. Only
     its SHA-256 is ever stored or sent to the database.
+
+    With `after_write`, creates and revocations are journaled in the audit trail like every
+    other write (by `actor`, the command line by default); the hash never is.
     """
 
     def __init__(
-        self, repository: ApiKeysRepository, *, cache_seconds: float = 10.0, cache_size: int = 1024
+        self,
+        repository: ApiKeysRepository,
+        *,
+        cache_seconds: float = 10.0,
+        cache_size: int = 1024,
+        after_write: AfterWrite | None = None,
+        actor: Principal = COMMAND_LINE,
     ) -> None:
         self._repository = repository
+        self._after_write = after_write or AfterWrite(())
+        self._actor = actor
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
@@ -42,23 +67,77 @@ class ApiKeysService:
         if parsed_role in (Role.ORG_ADMIN, Role.ORG_READER) and organization is None:
             raise InvalidInput(f"a {parsed_role.value} key needs an organization")
         raw = new_key()
-        stored = await self._repository.insert(
-            {
-                "keyHash": key_hash(raw),
-                "name": name,
-                "role": parsed_role.value,
-                "organizationId": organization,
-                "revokedAt": None,
-            }
-        )
+        fields: Document = {
+            "keyHash": key_hash(raw),
+            "name": name,
+            "role": parsed_role.value,
+            "organizationId": organization,
+            "revokedAt": None,
+        }
+        intents: list[Intent] = []
+
+        async def journal(document: Document) -> dict[str, Any]:
+            intents.append(self._intent(WriteAction.CREATE, document, 1, None, recorded(document)))
+            return await self._after_write.intend(intents[-1])
+
+        try:
+            stored = await self._repository.insert(fields, journal=journal)
+        except BaseException as ex:
+            await self._after_write.failed(intents[-1] if intents else None, ex)
+            raise
+        await self._committed(WriteAction.CREATE, None, stored, intents[-1])
         return raw, {k: v for k, v in stored.items() if k != "keyHash"}
 
     async def all(self) -> list[dict[str, Any]]:
         return await self._repository.all()
 
     async def revoke(self, key_id: str) -> None:
-        if not await self._repository.revoke(ObjectId(key_id)):
+        current = await self._repository.get(ObjectId(key_id), {"revokedAt": None}, None)
+        if current is None:
             raise NotFound(f"no active key {key_id}")
+        version = current.get("version", 0)
+        revoked = utcnow()
+        intent = self._intent(
+            WriteAction.UPDATE, current, version + 1, {"revokedAt": None}, {"revokedAt": revoked}
+        )
+        stamp = await self._after_write.intend(intent)
+        try:
+            after = await self._repository.revoke(current["_id"], version, revoked, stamp)
+            if after is None:
+                raise NotFound(f"no active key {key_id} (it changed meanwhile)")
+        except BaseException as ex:
+            await self._after_write.failed(intent, ex)
+            raise
+        await self._committed(WriteAction.UPDATE, current, after, intent)
+
+    def _intent(
+        self,
+        action: WriteAction,
+        document: Document,
+        version: int,
+        before: Document | None,
+        after: Document | None,
+    ) -> Intent:
+        return Intent(
+            ObjectId(),
+            action,
+            "api_keys",
+            self._actor,
+            document["_id"],
+            document.get("organizationId"),
+            version,
+            document.get(STAMP_FIELD),
+            before,
+            after,
+        )
+
+    async def _committed(
+        self, action: WriteAction, before: Document | None, after: Document, intent: Intent
+    ) -> None:
+        # No cached view shows keys; authentication's own cache expires by itself.
+        await self._after_write(
+            Committed(action, "api_keys", self._actor, before, after, (), intent)
+        )
 
     async def authenticate(self, raw_key: str) -> Principal | None:
         cached = self._cache.get(raw_key)

@@ -15,7 +15,15 @@ from enterprise.etags import item_versions
 from enterprise.querying import ListQuery, ResourceSpec, name_key, present, projection
 from enterprise.repositories.base import Changes, Document, Repository
 from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
-from enterprise.services.writes import AfterWrite, Committed, WriteAction
+from enterprise.services.writes import (
+    STAMP_FIELD,
+    AfterWrite,
+    Committed,
+    Intent,
+    WriteAction,
+    changed,
+    recorded,
+)
 
 
 @dataclass(slots=True)
@@ -146,8 +154,20 @@ class CrudService:
         fields = validate(body, self.schema)
         fields = await self.prepare(principal, fields, parent)
         fields.update(self.derive(fields, None))
-        stored = await self._repository.insert(fields)
-        await self._committed(WriteAction.CREATE, principal, None, stored)
+        intents: list[Intent] = []
+
+        async def journal(document: Document) -> dict[str, Any]:
+            intents.append(
+                self._intent(WriteAction.CREATE, principal, document, 1, None, recorded(document))
+            )
+            return await self._after_write.intend(intents[-1])
+
+        try:
+            stored = await self._repository.insert(fields, journal=journal)
+        except BaseException as ex:
+            await self._after_write.failed(intents[-1] if intents else None, ex)
+            raise
+        await self._committed(WriteAction.CREATE, principal, None, stored, intents[-1])
         return self.shown(stored)
 
     async def update(
@@ -187,10 +207,34 @@ class CrudService:
             unset += [k for k in self.derived_fields() if k in current and k not in fields]
             return fields, unset
 
-        updated = await self._repository.update(
-            document_id, self.scope(principal), change, self._precondition(document_id, if_match)
-        )
-        await self._committed(WriteAction.UPDATE, principal, found[-1], updated)
+        intents: list[Intent] = []  # the latest attempt's; a retry re-journals it
+
+        async def journal(current: Document, changes: Changes) -> dict[str, Any]:
+            before, after = changed(current, *changes)
+            intent = self._intent(
+                WriteAction.UPDATE,
+                principal,
+                current,
+                current["version"] + 1,
+                before,
+                after,
+                intents[-1].id if intents else None,
+            )
+            intents[:] = [intent]
+            return await self._after_write.intend(intent)
+
+        try:
+            updated = await self._repository.update(
+                document_id,
+                self.scope(principal),
+                change,
+                self._precondition(document_id, if_match),
+                journal=journal,
+            )
+        except BaseException as ex:
+            await self._after_write.failed(intents[-1] if intents else None, ex)
+            raise
+        await self._committed(WriteAction.UPDATE, principal, found[-1], updated, intents[-1])
         return self.shown(updated)
 
     async def delete(
@@ -202,10 +246,23 @@ class CrudService:
         if current is None:
             raise self._not_found(document_id)
         await self.before_delete(principal, current)
-        removed = await self._repository.delete(
-            document_id, scope, self._precondition(document_id, if_match)
-        )
-        await self._committed(WriteAction.DELETE, principal, removed, None)
+        intents: list[Intent] = []
+
+        async def journal(found: Document) -> None:
+            intent = self._intent(
+                WriteAction.DELETE, principal, found, found["version"], recorded(found), None
+            )
+            intents[:] = [intent]
+            await self._after_write.intend(intent)
+
+        try:
+            removed = await self._repository.delete(
+                document_id, scope, self._precondition(document_id, if_match), journal=journal
+            )
+        except BaseException as ex:
+            await self._after_write.failed(intents[-1] if intents else None, ex)
+            raise
+        await self._committed(WriteAction.DELETE, principal, removed, None, intents[-1])
 
     async def _committed(
         self,
@@ -213,12 +270,39 @@ class CrudService:
         principal: Principal,
         before: Document | None,
         after: Document | None,
+        intent: Intent | None,
     ) -> None:
         document = after if after is not None else before
         assert document is not None
         generations = self.generations(document)
         await self._after_write(
-            Committed(action, self.spec.name, principal, before, after, generations)
+            Committed(action, self.spec.name, principal, before, after, generations, intent)
+        )
+
+    def _intent(
+        self,
+        action: WriteAction,
+        principal: Principal,
+        document: Document,
+        version: int,
+        before: Document | None,
+        after: Document | None,
+        retried: ObjectId | None = None,
+    ) -> Intent:
+        """What the journal hears before the write. A retried update keeps its intent's id,
+        so one write never leaves two records."""
+        tenant = document["_id"] if self.tenant_field == "_id" else document.get(self.tenant_field)
+        return Intent(
+            retried or ObjectId(),
+            action,
+            self.spec.name,
+            principal,
+            document["_id"],
+            tenant,
+            version,
+            document.get(STAMP_FIELD),
+            before,
+            after,
         )
 
     def derived_fields(self) -> tuple[str, ...]:

@@ -1,19 +1,29 @@
-"""The one step after a committed write: its observers (cache invalidation; next, the audit
-trail) hear of every create, update and delete, in order, before the client's 2xx.
+"""The one step around a write: a journal hears of it before it is sent (`Intent`), and its
+observers (cache invalidation, the audit trail) hear of every committed create, update and
+delete, in order, before the client's 2xx.
 
-Services describe what they committed once (`Committed`) and call `AfterWrite`; they never
-call an observer's own API. A new concern is one more observer in the app factory's list,
-not a call added to every write path.
+Services describe what they are about to write once (`Intent`) and what they committed once
+(`Committed`) and call `AfterWrite`; they never call an observer's own API. A new concern is
+one more observer in the app factory's list, not a call added to every write path.
+
+Why a journal before the write: there are no transactions on FerretDB, so a process that
+dies between the write and its record would otherwise leave a write nobody can account for.
+The journal (the audit trail) records the intent first; the write stamps the intent's id on
+the document (`auditId`); the record is completed after. `python -m enterprise audit
+reconcile` settles what a crash left pending (enterprise/services/audit.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+from bson import ObjectId
 
 from enterprise.auth import Principal
 from enterprise.cache import ResponseCache
+from enterprise.errors import DomainError
 from enterprise.repositories.base import Document
 
 
@@ -23,11 +33,37 @@ class WriteAction(StrEnum):
     DELETE = "delete"
 
 
+# What a journaled write stamps on the document: the id of the intent that made its version.
+STAMP_FIELD = "auditId"
+
+
+class Intent(NamedTuple):
+    """A write about to be sent, told to the journal first.
+
+    `version` is the version the write makes (for a delete: the version it removes);
+    `previous` the intent id stamped on the version the write read (None for a create or a
+    document no journaled write made). `before`/`after` are the fields the write changes, as
+    found and as written (None for a create's before and a delete's after).
+    """
+
+    id: ObjectId
+    action: WriteAction
+    collection: str
+    principal: Principal
+    document_id: ObjectId
+    organization_id: ObjectId | None
+    version: int
+    previous: ObjectId | None
+    before: Document | None
+    after: Document | None
+
+
 class Committed(NamedTuple):
     """A write the database acknowledged.
 
     `before` is the document as the write found it (None for a create); `after` as it left it
-    (None for a delete). `generations` names the cached views the write changed.
+    (None for a delete). `generations` names the cached views the write changed; `intent`
+    the journal entry it completes (None when no journal is wired).
     """
 
     action: WriteAction
@@ -36,10 +72,52 @@ class Committed(NamedTuple):
     before: Document | None
     after: Document | None
     generations: Sequence[str]
+    intent: Intent | None = None
 
 
 class WriteObserver(Protocol):
     async def committed(self, write: Committed) -> None: ...
+
+
+class WriteJournal(Protocol):
+    async def intend(self, intent: Intent) -> None:
+        """Record `intent` durably before the write is sent (again, same id, on a retry)."""
+
+    async def abandon(self, intent: Intent) -> None:
+        """Forget `intent`: its write was refused and certainly not applied."""
+
+
+def not_applied(error: BaseException) -> bool:
+    """Whether a failed write certainly changed nothing: a refusal (4xx) decided before or
+    by the conditional write. A 5xx (timeout, lost connection) may have applied it, so its
+    intent stays pending for reconciliation."""
+    return isinstance(error, DomainError) and error.status < 500
+
+
+# Never in a journal: secrets (a key's hash) and bookkeeping every write moves.
+UNRECORDED = frozenset(
+    {"_id", "keyHash", STAMP_FIELD, "version", "createdAt", "updatedAt", "nameKey"}
+)
+
+
+def recorded(document: Document) -> Document:
+    """A document's fields as an audit record may show them."""
+    return {k: v for k, v in document.items() if k not in UNRECORDED}
+
+
+def changed(
+    current: Document, to_set: Document, to_unset: Sequence[str]
+) -> tuple[Document, Document]:
+    """(before, after) of the fields an update changes; an unset field is None after."""
+    before: Document = {}
+    after: Document = {}
+    for name, value in to_set.items():
+        if name not in UNRECORDED and (name not in current or current[name] != value):
+            before[name], after[name] = current.get(name), value
+    for name in to_unset:
+        if name not in UNRECORDED and name in current:
+            before[name], after[name] = current[name], None
+    return before, after
 
 
 class AfterWrite:
@@ -50,8 +128,23 @@ class AfterWrite:
     failure mode, Redis down, is handled inside `ResponseCache.bump`).
     """
 
-    def __init__(self, observers: Sequence[WriteObserver]) -> None:
+    def __init__(
+        self, observers: Sequence[WriteObserver], *, journal: WriteJournal | None = None
+    ) -> None:
         self._observers = tuple(observers)
+        self._journal = journal
+
+    async def intend(self, intent: Intent) -> dict[str, Any]:
+        """Journal `intent`; returns the fields the write must set on the document."""
+        if self._journal is None:
+            return {}
+        await self._journal.intend(intent)
+        return {STAMP_FIELD: intent.id}
+
+    async def failed(self, intent: Intent | None, error: BaseException) -> None:
+        """The write of `intent` raised `error`: drop the intent if nothing was applied."""
+        if intent is not None and self._journal is not None and not_applied(error):
+            await self._journal.abandon(intent)
 
     async def __call__(self, write: Committed) -> None:
         for observer in self._observers:
