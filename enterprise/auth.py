@@ -32,11 +32,12 @@ class Action(StrEnum):
     ADMIN = "admin"  # create/delete organizations, see every tenant
     OPERATE = "operate"  # performance and SRE endpoints
     SCRAPE = "scrape"  # /metrics
+    AUDIT = "audit"  # the audit trail (of the key's organization, for org-scoped keys)
 
 
 POLICY: dict[Role, frozenset[Action]] = {
     Role.PLATFORM_ADMIN: frozenset(Action),
-    Role.ORG_ADMIN: frozenset({Action.READ, Action.WRITE}),
+    Role.ORG_ADMIN: frozenset({Action.READ, Action.WRITE, Action.AUDIT}),
     Role.ORG_READER: frozenset({Action.READ}),
     Role.SRE: frozenset({Action.OPERATE, Action.SCRAPE}),
     Role.METRICS_SCRAPER: frozenset({Action.SCRAPE}),

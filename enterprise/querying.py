@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bson import ObjectId
@@ -19,7 +20,7 @@ from enterprise.errors import InvalidInput
 
 CountStrategy = Literal["none", "estimated", "exact"]
 COUNT_STRATEGIES: tuple[CountStrategy, ...] = ("none", "estimated", "exact")
-FilterKind = Literal["str", "objectid", "bool", "enum", "prefix"]
+FilterKind = Literal["str", "objectid", "bool", "enum", "prefix", "since"]
 RESERVED_PARAMS = frozenset({"limit", "cursor", "sort", "fields", "count", "expand"})
 
 
@@ -54,10 +55,23 @@ class FilterSpec:
             return raw == "true"
         if self.kind == "enum" and raw not in self.choices:
             raise InvalidInput(f"{param} must be one of {', '.join(sorted(self.choices))}")
+        if self.kind == "since":
+            return {"$gte": _instant(param, raw)}
         if self.kind == "prefix":
             # Anchored prefix on the normalised key: an index range scan on MongoDB.
             return {"$regex": "^" + _regex_escape(name_key(raw))}
         return raw
+
+
+def _instant(param: str, raw: str) -> datetime:
+    """An ISO 8601 date-time with its offset (`2026-12-01T10:00:00Z`), as UTC."""
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+        if moment.tzinfo is None:
+            raise InvalidInput(f"{param} needs a timezone offset, e.g. 2026-12-01T10:00:00Z")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as ex:
+        raise InvalidInput(f"{param} must be an ISO 8601 date-time, got {raw!r}") from ex
 
 
 def _regex_escape(text: str) -> str:

@@ -145,3 +145,56 @@ def merge_patch(target: dict[str, Any], patch: Any) -> dict[str, Any]:
         else:
             result[key] = value
     return result
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+class AuditActor(msgspec.Struct):
+    """Who wrote: the API key (or `cli` for the command line), its role and organization."""
+
+    keyId: str
+    role: str
+    organizationId: HexId | None
+
+
+class AuditEvent(msgspec.Struct):
+    """One record of `GET /api/v1/audit-events`: one write and the fields it changed.
+
+    `state` is `committed` for a write in the database, `pending` while its write may still
+    be in flight (or its process died; `audit reconcile` settles it), `abandoned` when
+    reconciliation found it never applied. Never holds a key's hash or secret.
+    """
+
+    id: HexId
+    at: datetime
+    state: Annotated[str, msgspec.Meta(pattern=r"^(pending|committed|abandoned)$")]
+    action: Annotated[str, msgspec.Meta(pattern=r"^(create|update|delete)$")]
+    collection: str
+    documentId: HexId
+    organizationId: HexId | None
+    version: int
+    actor: AuditActor
+    requestId: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    settledAt: datetime | None = None
+
+
+class PageInfo(msgspec.Struct):
+    limit: int
+    next: str | None
+    prev: str | None
+    hasMore: bool
+
+
+class Count(msgspec.Struct):
+    value: int | None
+    strategy: str
+    exact: bool
+
+
+class AuditEventPage(msgspec.Struct):
+    data: list[AuditEvent]
+    page: PageInfo
+    count: Count
