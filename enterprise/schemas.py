@@ -173,7 +173,7 @@ class AuditEvent(msgspec.Struct):
     collection: str
     documentId: HexId
     organizationId: HexId | None
-    version: int
+    version: int | None  # None: an update still pending (its version is known once it commits)
     actor: AuditActor
     requestId: str | None
     before: dict[str, Any] | None

@@ -26,12 +26,15 @@ class AuditRepository(Repository):
         with self._translated():
             await self._collection.replace_one({"_id": event["_id"]}, event, upsert=True)
 
-    async def settle(self, event_id: ObjectId, state: str) -> bool:
-        """Pending → `state`; False when the record is no longer pending (settled already)."""
+    async def settle(
+        self, event_id: ObjectId, state: str, known: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Pending → `state`, with what became `known` (version, changes); False when the
+        record is no longer pending (settled already)."""
         with self._translated():
             result = await self._collection.update_one(
                 {"_id": event_id, "state": PENDING},
-                {"$set": {"state": state, "settledAt": utcnow()}},
+                {"$set": {**(known or {}), "state": state, "settledAt": utcnow()}},
             )
         return result.modified_count == 1
 
@@ -61,7 +64,7 @@ class AuditRepository(Repository):
             return await cursor.to_list(None)
 
     async def written(self, collection: str, document_id: ObjectId) -> Document | None:
-        """The version and stamp a document carries now (None: it does not exist)."""
+        """The version, stamp and organization a document carries now (None: it is gone)."""
         with self._translated():
             found: Mapping[str, Any] | None = await self._collection.database[collection].find_one(
                 {"_id": document_id}, {"version": 1, "auditId": 1}

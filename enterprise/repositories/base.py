@@ -26,10 +26,8 @@ logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Changes = tuple[dict[str, Any], list[str]]  # ($set fields, fields to $unset)
-# Told of each attempt just before it is sent; returns extra fields to $set (the stamp).
+# Told of a new document just before it is sent; returns extra fields to store (the stamp).
 InsertJournal = Callable[[Document], Awaitable[dict[str, Any]]]
-UpdateJournal = Callable[[Document, Changes], Awaitable[dict[str, Any]]]
-DeleteJournal = Callable[[Document], Awaitable[None]]
 
 
 def utcnow() -> datetime:
@@ -207,12 +205,11 @@ class Repository:
         check: Callable[[Document], None],
         attempts: int = 20,
         *,
-        journal: UpdateJournal | None = None,
+        stamp: Mapping[str, Any] | None = None,
     ) -> Document:
         """Read, change and compare-and-set on `version`, under the write guard.
 
-        `journal` hears of each attempt just before it is sent (the audit trail's intent)
-        and names fields to set with it.
+        `stamp` is set with the change (the audit record's id).
 
         `check` raises `PreconditionFailed` when the client's If-Match no longer holds. When
         the version moved under us without an If-Match from the client, we simply retry.
@@ -231,9 +228,8 @@ class Repository:
                         raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
                     check(current)
                     to_set, to_unset = change(current)
-                    stamp = await journal(current, (to_set, to_unset)) if journal else {}
                     update: dict[str, Any] = {
-                        "$set": {**to_set, **stamp, "updatedAt": utcnow()},
+                        "$set": {**to_set, **(stamp or {}), "updatedAt": utcnow()},
                         "$inc": {"version": 1},
                     }
                     if to_unset:
@@ -265,16 +261,12 @@ class Repository:
         document_id: ObjectId,
         scope: Mapping[str, Any],
         check: Callable[[Document], None],
-        *,
-        journal: DeleteJournal | None = None,
     ) -> Document:
         async with self._guard.hold(self.collection_name, document_id):
             current = await self.get(document_id, scope, None)
             if current is None:
                 raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
             check(current)
-            if journal is not None:
-                await journal(current)
             with self._translated():
                 result = await self._collection.delete_one(
                     scoped({"_id": document_id, "version": current["version"]}, scope)

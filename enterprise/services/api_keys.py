@@ -74,18 +74,16 @@ class ApiKeysService:
             "organizationId": organization,
             "revokedAt": None,
         }
-        intents: list[Intent] = []
+        async with self._after_write.journaled() as entry:
 
-        async def journal(document: Document) -> dict[str, Any]:
-            intents.append(self._intent(WriteAction.CREATE, document, 1, None, recorded(document)))
-            return await self._after_write.intend(intents[-1])
+            async def journal(document: Document) -> dict[str, Any]:
+                return await entry.intend(
+                    self._intent(WriteAction.CREATE, document, 1, None, recorded(document))
+                )
 
-        try:
             stored = await self._repository.insert(fields, journal=journal)
-        except BaseException as ex:
-            await self._after_write.failed(intents[-1] if intents else None, ex)
-            raise
-        await self._committed(WriteAction.CREATE, None, stored, intents[-1])
+        assert entry.intent is not None
+        await self._committed(WriteAction.CREATE, None, stored, entry.intent)
         return raw, {k: v for k, v in stored.items() if k != "keyHash"}
 
     async def all(self) -> list[dict[str, Any]]:
@@ -100,14 +98,11 @@ class ApiKeysService:
         intent = self._intent(
             WriteAction.UPDATE, current, version + 1, {"revokedAt": None}, {"revokedAt": revoked}
         )
-        stamp = await self._after_write.intend(intent)
-        try:
+        async with self._after_write.journaled() as entry:
+            stamp = await entry.intend(intent)
             after = await self._repository.revoke(current["_id"], version, revoked, stamp)
             if after is None:
                 raise NotFound(f"no active key {key_id} (it changed meanwhile)")
-        except BaseException as ex:
-            await self._after_write.failed(intent, ex)
-            raise
         await self._committed(WriteAction.UPDATE, current, after, intent)
 
     def _intent(

@@ -6,7 +6,14 @@ comes first and the write carries its id:
 1. `intend`: a *pending* record with the version the write will make (a retried update
    rewrites its own record, same id);
 2. the write sets `auditId` = the record's id on the document;
-3. `committed`: the record becomes *committed*, before the client's 2xx.
+3. `committed`: the record becomes *committed*, with the version the write made and the
+   fields it changed, before the client's 2xx.
+
+An update's record is written before the update reads the document, so its compare-and-set
+window is as narrow as without the trail; its version and changes are filled in when it
+commits. (Written between the read and the compare-and-set, it widened the window by a round
+trip: 120 concurrent PATCHes of one document on FerretDB v2, load average 12, got 69 answers
+200 instead of the 92-95 they get without the trail and with this order.)
 
 A write refused with a 4xx changed nothing and drops its record (`abandon`). A process that
 dies, or a write that fails ambiguously (timeout, lost connection: it may have applied),
@@ -100,30 +107,38 @@ class AuditTrail:
         await self._repository.discard(intent.id)
 
     async def committed(self, write: Committed) -> None:
-        if write.intent is None:
+        intent = write.intent
+        if intent is None:
             return
+        known = {
+            "version": intent.version,
+            "organizationId": intent.organization_id,
+            "previous": intent.previous,
+            "before": intent.before,
+            "after": intent.after,
+        }
         try:
-            settled = await self._repository.settle(write.intent.id, COMMITTED)
+            settled = await self._repository.settle(intent.id, COMMITTED, known)
         except DomainError as ex:
             # The write is in the database and its record is durable (pending): the client
             # is told of its write; reconciliation completes the record.
-            logger.warning(
-                "audit record %s left pending for reconciliation: %s", write.intent.id, ex
-            )
+            logger.warning("audit record %s left pending for reconciliation: %s", intent.id, ex)
             return
         if not settled:
-            logger.warning("audit record %s was no longer pending when completed", write.intent.id)
+            logger.warning("audit record %s was no longer pending when completed", intent.id)
 
 
 def settle(event: Document, live: Document | None, others: Sequence[Document]) -> str:
     """Whether a pending record's write happened (`committed`) or not (`abandoned`).
 
     `live` is the document now (version and stamp; None when absent); `others` are the other
-    records of the same document. Evidence, strongest first: a later write read the version
-    this one made (its record's `previous` is this record); the document still carries this
-    record's stamp at its version; a create's id was chosen by its record, so the document's
-    existence proves it; a delete happened when the document is gone and no other delete of
-    it is recorded as committed.
+    records of the same document. Evidence: a later write read the version this one made (its
+    record's `previous` is this record); the document still carries this record's stamp (ids
+    are unique, so only this write can have set it); a create's id was chosen with its record,
+    so the document's existence proves it; a delete happened when the document is gone and no
+    other delete of it is recorded as committed. Not covered: two writes of one document both
+    killed after writing and before completing, the later one having read the earlier's stamp
+    (the earlier then has no evidence left and is abandoned).
     """
     rest = [other for other in others if other["_id"] != event["_id"]]
     if any(other.get("previous") == event["_id"] for other in rest):
@@ -136,8 +151,19 @@ def settle(event: Document, live: Document | None, others: Sequence[Document]) -
         return ABANDONED
     if action == "create":
         return COMMITTED
-    stamped = live.get(STAMP_FIELD) == event["_id"] and live.get("version") == event["version"]
-    return COMMITTED if stamped else ABANDONED
+    return COMMITTED if live.get(STAMP_FIELD) == event["_id"] else ABANDONED
+
+
+def _known(event: Document, live: Document | None, state: str) -> dict[str, Any]:
+    """What a committed update's record lacked (it was journaled before it read the
+    document) and the document it stamped still shows."""
+    if state != COMMITTED or live is None or live.get(STAMP_FIELD) != event["_id"]:
+        return {}
+    known = {"version": live["version"]}
+    if event.get("organizationId") is None:
+        organization = live["_id"] if event["collection"] == "organizations" else None
+        known["organizationId"] = organization or live.get("organizationId")
+    return known
 
 
 class AuditEventsService(CrudService):
@@ -168,7 +194,7 @@ class AuditEventsService(CrudService):
                 live = await self._audit.written(event["collection"], event["documentId"])
                 others = await self._audit.of_document(event["documentId"])
                 state = settle(event, live, others)
-                if await self._audit.settle(event["_id"], state):
+                if await self._audit.settle(event["_id"], state, _known(event, live, state)):
                     outcome[state] += 1
         return outcome
 

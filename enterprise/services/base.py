@@ -16,12 +16,11 @@ from enterprise.querying import ListQuery, ResourceSpec, name_key, present, proj
 from enterprise.repositories.base import Changes, Document, Repository
 from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
 from enterprise.services.writes import (
-    STAMP_FIELD,
     AfterWrite,
     Committed,
     Intent,
     WriteAction,
-    changed,
+    completed,
     recorded,
 )
 
@@ -154,20 +153,16 @@ class CrudService:
         fields = validate(body, self.schema)
         fields = await self.prepare(principal, fields, parent)
         fields.update(self.derive(fields, None))
-        intents: list[Intent] = []
+        async with self._after_write.journaled() as entry:
 
-        async def journal(document: Document) -> dict[str, Any]:
-            intents.append(
-                self._intent(WriteAction.CREATE, principal, document, 1, None, recorded(document))
-            )
-            return await self._after_write.intend(intents[-1])
+            async def journal(document: Document) -> dict[str, Any]:
+                intent = self._intent(
+                    WriteAction.CREATE, principal, document["_id"], self.tenant_of(document)
+                )
+                return await entry.intend(intent._replace(version=1, after=recorded(document)))
 
-        try:
             stored = await self._repository.insert(fields, journal=journal)
-        except BaseException as ex:
-            await self._after_write.failed(intents[-1] if intents else None, ex)
-            raise
-        await self._committed(WriteAction.CREATE, principal, None, stored, intents[-1])
+        await self._committed(WriteAction.CREATE, principal, None, stored, entry.intent)
         return self.shown(stored)
 
     async def update(
@@ -207,34 +202,18 @@ class CrudService:
             unset += [k for k in self.derived_fields() if k in current and k not in fields]
             return fields, unset
 
-        intents: list[Intent] = []  # the latest attempt's; a retry re-journals it
-
-        async def journal(current: Document, changes: Changes) -> dict[str, Any]:
-            before, after = changed(current, *changes)
-            intent = self._intent(
-                WriteAction.UPDATE,
-                principal,
-                current,
-                current["version"] + 1,
-                before,
-                after,
-                intents[-1].id if intents else None,
+        async with self._after_write.journaled() as entry:
+            stamp = await entry.intend(
+                self._intent(WriteAction.UPDATE, principal, document_id, principal.tenant)
             )
-            intents[:] = [intent]
-            return await self._after_write.intend(intent)
-
-        try:
             updated = await self._repository.update(
                 document_id,
                 self.scope(principal),
                 change,
                 self._precondition(document_id, if_match),
-                journal=journal,
+                stamp=stamp,
             )
-        except BaseException as ex:
-            await self._after_write.failed(intents[-1] if intents else None, ex)
-            raise
-        await self._committed(WriteAction.UPDATE, principal, found[-1], updated, intents[-1])
+        await self._committed(WriteAction.UPDATE, principal, found[-1], updated, entry.intent)
         return self.shown(updated)
 
     async def delete(
@@ -246,23 +225,14 @@ class CrudService:
         if current is None:
             raise self._not_found(document_id)
         await self.before_delete(principal, current)
-        intents: list[Intent] = []
-
-        async def journal(found: Document) -> None:
-            intent = self._intent(
-                WriteAction.DELETE, principal, found, found["version"], recorded(found), None
+        async with self._after_write.journaled() as entry:
+            await entry.intend(
+                self._intent(WriteAction.DELETE, principal, document_id, self.tenant_of(current))
             )
-            intents[:] = [intent]
-            await self._after_write.intend(intent)
-
-        try:
             removed = await self._repository.delete(
-                document_id, scope, self._precondition(document_id, if_match), journal=journal
+                document_id, scope, self._precondition(document_id, if_match)
             )
-        except BaseException as ex:
-            await self._after_write.failed(intents[-1] if intents else None, ex)
-            raise
-        await self._committed(WriteAction.DELETE, principal, removed, None, intents[-1])
+        await self._committed(WriteAction.DELETE, principal, removed, None, entry.intent)
 
     async def _committed(
         self,
@@ -275,35 +245,24 @@ class CrudService:
         document = after if after is not None else before
         assert document is not None
         generations = self.generations(document)
+        if intent is not None:
+            intent = completed(intent, before, after, self.tenant_of(document))
         await self._after_write(
             Committed(action, self.spec.name, principal, before, after, generations, intent)
         )
+
+    def tenant_of(self, document: Document) -> ObjectId | None:
+        return document["_id"] if self.tenant_field == "_id" else document.get(self.tenant_field)
 
     def _intent(
         self,
         action: WriteAction,
         principal: Principal,
-        document: Document,
-        version: int,
-        before: Document | None,
-        after: Document | None,
-        retried: ObjectId | None = None,
+        document_id: ObjectId,
+        organization_id: ObjectId | None,
     ) -> Intent:
-        """What the journal hears before the write. A retried update keeps its intent's id,
-        so one write never leaves two records."""
-        tenant = document["_id"] if self.tenant_field == "_id" else document.get(self.tenant_field)
-        return Intent(
-            retried or ObjectId(),
-            action,
-            self.spec.name,
-            principal,
-            document["_id"],
-            tenant,
-            version,
-            document.get(STAMP_FIELD),
-            before,
-            after,
-        )
+        """What the journal hears before the write; `completed` fills in the rest."""
+        return Intent(ObjectId(), action, self.spec.name, principal, document_id, organization_id)
 
     def derived_fields(self) -> tuple[str, ...]:
         return ()

@@ -15,7 +15,9 @@ reconcile` settles what a crash left pending (enterprise/services/audit.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -25,6 +27,8 @@ from enterprise.auth import Principal
 from enterprise.cache import ResponseCache
 from enterprise.errors import DomainError
 from enterprise.repositories.base import Document
+
+logger = logging.getLogger(__name__)
 
 
 class WriteAction(StrEnum):
@@ -38,12 +42,16 @@ STAMP_FIELD = "auditId"
 
 
 class Intent(NamedTuple):
-    """A write about to be sent, told to the journal first.
+    """A write about to be sent, told to the journal first, and completed once it commits.
 
     `version` is the version the write makes (for a delete: the version it removes);
     `previous` the intent id stamped on the version the write read (None for a create or a
     document no journaled write made). `before`/`after` are the fields the write changes, as
     found and as written (None for a create's before and a delete's after).
+
+    An update is journaled before it reads the document (so its compare-and-set window is no
+    wider than without a journal): until it commits, its version, organization (for a
+    platform-wide key), previous and changes are unknown (None).
     """
 
     id: ObjectId
@@ -52,10 +60,10 @@ class Intent(NamedTuple):
     principal: Principal
     document_id: ObjectId
     organization_id: ObjectId | None
-    version: int
-    previous: ObjectId | None
-    before: Document | None
-    after: Document | None
+    version: int | None = None
+    previous: ObjectId | None = None
+    before: Document | None = None
+    after: Document | None = None
 
 
 class Committed(NamedTuple):
@@ -105,19 +113,34 @@ def recorded(document: Document) -> Document:
     return {k: v for k, v in document.items() if k not in UNRECORDED}
 
 
-def changed(
-    current: Document, to_set: Document, to_unset: Sequence[str]
-) -> tuple[Document, Document]:
-    """(before, after) of the fields an update changes; an unset field is None after."""
-    before: Document = {}
-    after: Document = {}
-    for name, value in to_set.items():
-        if name not in UNRECORDED and (name not in current or current[name] != value):
-            before[name], after[name] = current.get(name), value
-    for name in to_unset:
-        if name not in UNRECORDED and name in current:
-            before[name], after[name] = current[name], None
-    return before, after
+def changed(found: Document, written: Document) -> tuple[Document, Document]:
+    """(before, after) of the fields an update changed; a removed field is None after."""
+    old, new = recorded(found), recorded(written)
+    names = [name for name in {**old, **new} if old.get(name) != new.get(name)]
+    return {name: old.get(name) for name in names}, {name: new.get(name) for name in names}
+
+
+def completed(
+    intent: Intent,
+    before: Document | None,
+    after: Document | None,
+    organization_id: ObjectId | None,
+) -> Intent:
+    """`intent` with what only the committed write knows: the version it made (a delete: the
+    version it removed), the stamp it read, its organization and the fields it changed."""
+    if before is not None and after is not None:
+        changes: tuple[Document | None, Document | None] = changed(before, after)
+    else:
+        changes = (recorded(before) if before else None, recorded(after) if after else None)
+    written = after if after is not None else before
+    assert written is not None
+    return intent._replace(
+        version=written["version"],
+        previous=before.get(STAMP_FIELD) if before is not None else None,
+        organization_id=organization_id,
+        before=changes[0],
+        after=changes[1],
+    )
 
 
 class AfterWrite:
@@ -142,13 +165,46 @@ class AfterWrite:
         return {STAMP_FIELD: intent.id}
 
     async def failed(self, intent: Intent | None, error: BaseException) -> None:
-        """The write of `intent` raised `error`: drop the intent if nothing was applied."""
-        if intent is not None and self._journal is not None and not_applied(error):
+        """The write of `intent` raised `error`: drop the intent if nothing was applied.
+
+        Dropping it may fail too (the database is down); the intent then stays pending and
+        reconciliation abandons it, so the write's own error is what the client hears.
+        """
+        if intent is None or self._journal is None or not not_applied(error):
+            return
+        try:
             await self._journal.abandon(intent)
+        except DomainError as ex:
+            logger.warning(
+                "intent %s of a refused write left for reconciliation: %s", intent.id, ex
+            )
+
+    @asynccontextmanager
+    async def journaled(self) -> AsyncIterator[Journaled]:
+        """One write's journal entry; if the write raises, `failed` decides about its intent."""
+        entry = Journaled(self)
+        try:
+            yield entry
+        except BaseException as ex:
+            await self.failed(entry.intent, ex)
+            raise
 
     async def __call__(self, write: Committed) -> None:
         for observer in self._observers:
             await observer.committed(write)
+
+
+class Journaled:
+    """The intent of one write's latest attempt (a retried update re-journals it)."""
+
+    def __init__(self, after_write: AfterWrite) -> None:
+        self._after_write = after_write
+        self.intent: Intent | None = None
+
+    async def intend(self, intent: Intent) -> dict[str, Any]:
+        """Journal `intent`; returns the fields the write must set on the document."""
+        self.intent = intent
+        return await self._after_write.intend(intent)
 
 
 class CacheInvalidation:

@@ -49,13 +49,17 @@ async def _extra_documents(db: Any) -> None:
         for n in range(300)
     )
     documents = [ObjectId() for _ in range(60)]
+    organizations = [ObjectId() for _ in range(6)]
     await db["audit_events"].insert_many(
         {
             "at": now - timedelta(minutes=n),
-            "actor": "seed",
+            "state": "pending" if n % 50 == 0 else "committed",
+            "actor": {"keyId": f"key-{n % 4}", "role": "org_admin", "organizationId": None},
             "action": "update",
             "collection": "clinics" if n % 3 else "organizations",
             "documentId": documents[n % len(documents)],
+            "organizationId": organizations[n % len(organizations)],
+            "version": 2,
             "requestId": uuid.uuid4().hex,
         }
         for n in range(1200)

@@ -304,6 +304,14 @@ CASES = [
         lambda w: ("GET", f"/clinics/{w.clinic_b}/providers", None),
         (200, 404, 404, 403),
     ),
+    # The audit trail: admins only, an org admin's of its organization (B's records, written
+    # by the platform admin's rows above, never show: the leak check below).
+    Case("audit trail", lambda w: ("GET", "/audit-events", None), (200, 200, 403, 403)),
+    Case(
+        "other organization's audit trail",
+        lambda w: ("GET", f"/audit-events?id={w.org_b}", None),
+        (200, 200, 403, 403),
+    ),
 ]
 
 MATRIX = [

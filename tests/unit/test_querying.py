@@ -55,3 +55,17 @@ def test_name_key_is_case_and_space_insensitive() -> None:
 def test_repeated_parameter_is_a_400_not_a_crash() -> None:
     with pytest.raises(InvalidInput, match="more than once"):
         parse_list({"status": ["ACTIVE", "CLOSED"]}, SPEC, default_limit=20, max_limit=100)
+
+
+def test_since_is_an_aware_instant_in_utc() -> None:
+    from datetime import UTC, datetime
+
+    from enterprise.services.audit import SPEC as AUDIT
+
+    query = parse_list(
+        {"since": "2026-12-01T11:00:00+01:00"}, AUDIT, default_limit=20, max_limit=100
+    )
+    assert query.filter == {"at": {"$gte": datetime(2026, 12, 1, 10, tzinfo=UTC)}}
+    for raw in ("2026-12-01T10:00:00", "yesterday", "99999-01-01T00:00:00Z"):
+        with pytest.raises(InvalidInput, match="since"):
+            parse_list({"since": raw}, AUDIT, default_limit=20, max_limit=100)

@@ -40,3 +40,11 @@ def test_every_setting_is_documented_in_env_example() -> None:
     documented = set(re.findall(r"^([A-Z_0-9]+)=", text, re.M))
     expected = {f.name.upper() for f in fields(Settings) if f.name != "budgets_ms"}
     assert expected <= documented
+
+
+def test_the_crash_hook_is_refused_outside_development() -> None:
+    with pytest.raises(SettingsError, match="TEST_FAULT_CRASH is for tests only"):
+        Settings.from_env({"CURSOR_SECRET": "s" * 32, "TEST_FAULT_CRASH": "after-write"})
+    with pytest.raises(SettingsError, match="before-write or after-write"):
+        Settings.from_env({"ENTERPRISE_DEV": "1", "TEST_FAULT_CRASH": "sometimes"})
+    assert Settings.from_env({"ENTERPRISE_DEV": "1"}).test_fault_crash == ""
