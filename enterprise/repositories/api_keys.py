@@ -29,13 +29,12 @@ class ApiKeysRepository(Repository):
     async def revoke(
         self, key_id: ObjectId, version: int, at: datetime, stamp: Mapping[str, Any]
     ) -> dict[str, Any] | None:
-        """Revoke an active key still at `version`; the key as revoked (without its hash),
-        or None when it was revoked or changed meanwhile."""
+        """Revoke an active key still at `version`; the key as revoked, or None when it was
+        revoked or changed meanwhile. (No projection: FerretDB v1 refuses one here.)"""
         with self._translated():
             return await self._collection.find_one_and_update(
                 # A key written before versions existed has none: version 0 matches it.
                 {"_id": key_id, "revokedAt": None, "version": version or None},
                 {"$set": {"revokedAt": at, **stamp}, "$inc": {"version": 1}},
-                projection={"keyHash": 0},
                 return_document=ReturnDocument.AFTER,
             )
