@@ -195,7 +195,7 @@ class AfterWrite:
 
 
 class Journaled:
-    """The intent of one write's latest attempt (a retried update re-journals it)."""
+    """The intent one write journaled, once it has (None before: nothing to drop)."""
 
     def __init__(self, after_write: AfterWrite) -> None:
         self._after_write = after_write
