@@ -165,6 +165,7 @@ async def test_walk_under_concurrent_inserts_and_deletes(
     deleted: set[str] = set()
     inserted: set[str] = set()
     done = asyncio.Event()
+    stepped = asyncio.Event()
     clinics = mongo[database].clinics
 
     async def churn() -> None:
@@ -192,10 +193,18 @@ async def test_walk_under_concurrent_inserts_and_deletes(
                 gone = await client.delete(f"{API}/clinics/{victim}", headers=admin)
                 assert gone.status_code == 204, gone.text
             deleted.add(victim)
+            stepped.set()
             await asyncio.sleep(0)
 
     async def interleave() -> None:
-        await asyncio.sleep(0.02)  # let the churn task run between page requests
+        # Between page requests, wait for the churn's next step, however slow the machine
+        # (or the writes: each also writes its audit record), so the churn overlaps the walk.
+        stepped.clear()
+        waiter = asyncio.ensure_future(stepped.wait())
+        try:
+            await asyncio.wait([waiter, task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
 
     task = asyncio.create_task(churn())
     try:
