@@ -203,8 +203,10 @@ class CrudService:
             return fields, unset
 
         async with self._after_write.journaled() as entry:
+            # Its organization is known before the read only from the id or the key.
+            tenant = document_id if self.tenant_field == "_id" else principal.tenant
             stamp = await entry.intend(
-                self._intent(WriteAction.UPDATE, principal, document_id, principal.tenant)
+                self._intent(WriteAction.UPDATE, principal, document_id, tenant)
             )
             updated = await self._repository.update(
                 document_id,
@@ -226,8 +228,12 @@ class CrudService:
             raise self._not_found(document_id)
         await self.before_delete(principal, current)
         async with self._after_write.journaled() as entry:
+            # The document as read: a crash after the delete leaves its contents on record.
+            intent = self._intent(
+                WriteAction.DELETE, principal, document_id, self.tenant_of(current)
+            )
             await entry.intend(
-                self._intent(WriteAction.DELETE, principal, document_id, self.tenant_of(current))
+                intent._replace(version=current["version"], before=recorded(current))
             )
             removed = await self._repository.delete(
                 document_id, scope, self._precondition(document_id, if_match)

@@ -99,6 +99,8 @@ async def test_a_killed_worker_leaves_pending_records_that_reconcile_settles(
     assert "settled 0 pending" in await _reconcile(settings)
     out = await _reconcile(settings, "--grace", "0")
 
+    # A delete's record holds the document as read before it: its contents stay on record.
+    assert pending[2]["before"]["name"] == to_delete["name"]
     state = OUTCOME[point]
     settled = await db.audit_events.find({}, sort=[("at", 1)]).to_list(None)
     assert [r["state"] for r in settled] == [state, state, state]
