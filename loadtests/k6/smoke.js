@@ -16,7 +16,8 @@ import { BASE_URL, budgetThresholds, discover, get, headers, pick } from './comm
 export const options = {
   vus: Number(__ENV.VUS || 5),
   duration: __ENV.DURATION || '30s',
-  thresholds: budgetThresholds(['crud', 'lists', 'search']),
+  // A smoke run starts from a cold cache and is too short to judge its hit rate (mix.js does).
+  thresholds: budgetThresholds(['crud', 'lists', 'search'], { cache: false }),
 };
 
 export function setup() {
