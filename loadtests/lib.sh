@@ -112,6 +112,22 @@ group_cpu_ticks() {
   echo "$total"
 }
 
+# cpu_sampler PGID OUT: every second until stopped, append "epoch,cpu_seconds,processes" of the
+# group (the API server and its workers) to OUT. It ends by itself once the group is gone.
+cpu_sampler() {
+  local pgid="$1" out="$2" hz
+  hz="$(getconf CLK_TCK)"
+  echo "t,cpu_s,processes" >"$out"
+  (
+    while kill -0 -- "-$pgid" 2>/dev/null; do
+      printf '%s,%s,%s\n' "$(date +%s.%N)" \
+        "$(awk -v t="$(group_cpu_ticks "$pgid")" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')" \
+        "$(pgrep -g "$pgid" | wc -l)" >>"$out"
+      sleep 1
+    done
+  ) &
+}
+
 # wrk_run LABEL JSONL CONNECTIONS SECONDS URL [WRK ARGS...]: one measured wrk run; appends
 # {"label":..., ...wrk summary} to JSONL. Set WRK_PATHS for rotating paths, CPU_PGID to also
 # record the server's CPU milliseconds per request (its process group, workers included).
