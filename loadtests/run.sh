@@ -7,9 +7,15 @@
 #   (d) loadtests/middleware.sh         cache hits and 304s vs /health/live; br vs gzip
 #   (e) loadtests/instrumentation.sh    cached GETs with the SRE instrumentation on vs off
 #   (f) loadtests/rate_limit.sh         cached GETs with the rate limiter on vs off
+#   (g) loadtests/locust.sh             the mixed locust run held to the budget table
+#   (h) loadtests/stepload.sh           the highest rate that holds every budget, 1 and 2 workers
+# then loadtests/report.py: one report, $RESULTS/report/report.md with its PNGs.
 #
 # Env: BENCH_DB (bench_enterprise), BENCH_KEEP_DB=1 keeps it for the next run (saves the
-# ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS ("a b c d e f"),
+# ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS
+# ("a b c d e f g h"), BENCH_QUICK=1: a subset in about 4 minutes (steps a g h, one short round,
+# short locust steps: for trying the pipeline, not for figures), BENCH_PUBLISH=DIR copies the
+# report's PNGs there (docs/img),
 # BENCH_PRIVATE_STACK=1: run against a FerretDB + Redis of its own (free ports, started and
 # stopped here) instead of the shared ones, when other people's load queues ahead of ours.
 # Every server started is stopped by PID (process group) on exit, also on failure/timeout.
@@ -22,8 +28,14 @@ if [[ "${BENCH_PRIVATE_STACK:-0}" == 1 ]]; then
   trap 'stop_all; private_stack_down' EXIT
   private_stack_up
 fi
-STEPS="${STEPS:-a b c d e f}"
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
+  STEPS="${STEPS:-a g h}"
+  export ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3}" LOCUST_DURATION="${LOCUST_DURATION:-40s}"
+  export LOCUST_STEP_SECONDS="${LOCUST_STEP_SECONDS:-10}" LOCUST_STEP_MAX="${LOCUST_STEP_MAX:-4}"
+fi
+STEPS="${STEPS:-a b c d e f g h}"
 started="$(date +%s)"
+failed=()
 machine_info | tee "$RESULTS/machine.txt" >&2
 
 step() { # step NAME SECONDS COMMAND...
@@ -34,6 +46,16 @@ step() { # step NAME SECONDS COMMAND...
   timeout "$limit" "$@" | tee "$RESULTS/$name.md" || die "$name failed or timed out (see $RESULTS)"
 }
 
+# A load step that missed a budget is a result, not a breakage: the report shows it, and
+# run.sh exits 1 at the end, after the report.
+judged() { # judged NAME SECONDS COMMAND...
+  local name="$1" limit="$2"
+  shift 2
+  log "== $name (at most ${limit}s) at $(code_version)"
+  code_version >"$RESULTS/$name.code"
+  timeout "$limit" "$@" | tee "$RESULTS/$name.md" || failed+=("$name")
+}
+
 for s in $STEPS; do
   case "$s" in
     a) step server_choice 900 bash "$ROOT/loadtests/server_choice.sh" ;;
@@ -42,7 +64,9 @@ for s in $STEPS; do
     d) step middleware 600 bash "$ROOT/loadtests/middleware.sh" ;;
     e) step instrumentation 600 bash "$ROOT/loadtests/instrumentation.sh" ;;
     f) step rate_limit 600 bash "$ROOT/loadtests/rate_limit.sh" ;;
-    *) die "unknown step $s (a b c d e f)" ;;
+    g) DURATION="${LOCUST_DURATION:-60s}" judged locust 300 bash "$ROOT/loadtests/locust.sh" ;;
+    h) judged stepload 900 bash "$ROOT/loadtests/stepload.sh" ;;
+    *) die "unknown step $s (a b c d e f g h)" ;;
   esac
 done
 
@@ -50,4 +74,9 @@ if [[ "${BENCH_KEEP_DB:-0}" != 1 && "${BENCH_PRIVATE_STACK:-0}" != 1 ]]; then
   MONGODB_DATABASE="$BENCH_DB" "$PY" -c 'import os; from pymongo import MongoClient; MongoClient(os.environ["MONGODB_URI"]).drop_database(os.environ["MONGODB_DATABASE"])'
   log "dropped $BENCH_DB (BENCH_KEEP_DB=1 keeps it)"
 fi
-log "done in $(($(date +%s) - started)) s; results in $RESULTS"
+"$PY" "$ROOT/loadtests/report.py" all "$RESULTS" ${BENCH_PUBLISH:+--publish "$BENCH_PUBLISH"}
+log "done in $(($(date +%s) - started)) s; report: $RESULTS/report/report.md"
+if ((${#failed[@]})); then
+  log "missed a budget: ${failed[*]} (see the report)"
+  exit 1
+fi
