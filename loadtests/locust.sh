@@ -8,11 +8,11 @@
 # (WORKERS uvicorn workers) on a free port, samples the workers' CPU from /proc every second,
 # runs locust and stops the server by process group.
 #
-# Env: LOCUST_DB (loadtest_small), USERS (20), SPAWN_RATE (10), DURATION (60s), WARMUP (20: seconds
-# not judged for P95 and hit rate; the cache starts cold), WORKERS (1),
-# BUDGET_FACTOR (1; 0.01 fails on purpose), ORG_KEY_COUNT (3), LABEL (locust: the prefix of
-# every output file), RESULTS (loadtests/results/tmp), LOCUST_PORT (18400: where the free-port
-# search starts). Step-load mode: set LOCUST_STEP_USERS (loadtests/stepload.sh does).
+# Env: LOCUST_DB (loadtest_small), USERS (20), SPAWN_RATE (10), DURATION (60s), WARMUP (20:
+# seconds not judged for P95 and hit rate; the cache starts cold), WORKERS (1), BUDGET_FACTOR
+# (1; 0.01 fails on purpose), WRITE_FACTOR (1: the locustfile's write share), ORG_KEY_COUNT (3),
+# LABEL (locust: the prefix of every output file), RESULTS (loadtests/results/tmp), LOCUST_PORT
+# (18400: where the free-port search starts). Step-load mode: LOCUST_STEP_USERS (stepload.sh).
 # Output in $RESULTS: $LABEL_stats.csv (locust), $LABEL-series.csv (per route, per 2 s),
 # $LABEL-cpu.csv (server CPU), $LABEL.log (locust's log), $LABEL-steps.json (step mode).
 set -euo pipefail
@@ -61,7 +61,7 @@ rc=0
 API_KEY="$(tail -1 "$key_file")" ORG_KEYS="${org_keys%,}" LOCUST_SERIES="$RESULTS/$LABEL-series.csv" \
   "$ROOT/.venv/bin/locust" -f "$ROOT/loadtests/locustfile.py" --headless "${run_args[@]}" \
   --host "http://127.0.0.1:$port" --only-summary --csv "$RESULTS/$LABEL" --loglevel INFO \
-  --budget-factor "${BUDGET_FACTOR:-1}" 2> >(tee "$RESULTS/$LABEL.log" | grep -E 'budget|verdict|step|error' >&2) ||
+  --budget-factor "${BUDGET_FACTOR:-1}" --write-factor "${WRITE_FACTOR:-1}" 2> >(tee "$RESULTS/$LABEL.log" | grep -E 'budget|verdict|step|error' >&2) ||
   rc=$?
 stop_all
 rm -f "$key_file"

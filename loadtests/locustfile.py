@@ -19,6 +19,9 @@ stays inside it (its cached responses are a partition of their own). Each runs t
        re-read and move on, which is the documented client behaviour);
 * [ 1] create a clinic (201 with Location), then read it back.
 
+`--write-factor F` (env `WRITE_FACTOR` in locust.sh) keeps the share F of the two write tasks
+and turns the rest into reads by id: the write share is what differs most between users.
+
 Reads are skewed as in real traffic: organizations and clinics are picked with Zipf weights
 (the n-th most popular 1/n as often as the first), over up to 10 organizations and 50 clinics
 each, discovered once per locust process. Writes pick a clinic uniformly: an edit does not
@@ -223,6 +226,12 @@ def _options(parser: Any) -> None:
     parser.add_argument(
         "--warmup", type=float, default=20.0, help="seconds not judged for P95 and hit rate"
     )
+    parser.add_argument(
+        "--write-factor",
+        type=float,
+        default=1.0,
+        help="scale the writes' share (0.25: a quarter of them; the rest become reads by id)",
+    )
 
 
 SERIES_STOP = gevent.event.Event()
@@ -240,6 +249,15 @@ def _start(environment: Environment, **kwargs: Any) -> None:
     if options is not None and options.headless and not options.run_time:
         raise SystemExit("a headless run must be bounded: pass -t (e.g. -t 30s)")
     START["run"] = START["all"] = snapshot(environment)
+    if options is not None:
+        logger.info(
+            "budgets: mix with write factor %g (%.1f %% of tasks write), warm-up %g s, "
+            "P95 budgets x %g",
+            options.write_factor,
+            4 * options.write_factor,
+            options.warmup,
+            options.budget_factor,
+        )
     gevent.spawn(_end_warmup, environment, options.warmup if options is not None else 20.0)
     if os.environ.get("LOCUST_SERIES"):
         gevent.spawn(_write_series, environment, Path(os.environ["LOCUST_SERIES"]))
@@ -366,7 +384,9 @@ if STEP_MODE:
             figures = run_figures(between_snapshots(snapshot(self.runner.environment), self.mark))
             breaches = budget_table.breaches(budget_table.load(), figures)
             users = self.step_users * (self.step + 1)
+            options = self.runner.environment.parsed_options
             record = {
+                "write_factor": options.write_factor if options is not None else 1.0,
                 "step": self.step + 1,
                 "users": users,
                 "offered_tasks_per_s": users * float(os.environ.get("LOCUST_USER_RATE", "1")),
@@ -476,6 +496,11 @@ class MixUser(HttpUser):
         org = self._org()
         return (org, popular(self.catalog.clinics[org])) if org else None
 
+    def _writes(self) -> bool:
+        """Whether this write task writes, by `--write-factor` (else it reads by id)."""
+        options = self.environment.parsed_options
+        return random.random() < (options.write_factor if options is not None else 1.0)
+
     def _get(self, path: str, name: str) -> None:
         with self.client.get(path, name=name, catch_response=True) as res:
             if res.status_code == 200:
@@ -560,6 +585,8 @@ class MixUser(HttpUser):
 
     @task(3)
     def patch_clinic(self) -> None:
+        if not self._writes():
+            return self.read_item()
         org = self._org()
         if org is None:
             return
@@ -586,6 +613,8 @@ class MixUser(HttpUser):
 
     @task(1)
     def create_clinic(self) -> None:
+        if not self._writes():
+            return self.read_item()
         org = self._org()
         if org is None:
             return
