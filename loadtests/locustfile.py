@@ -39,9 +39,10 @@ a run fail on purpose.
 Step-load mode (`LOCUST_STEP_USERS` set; `loadtests/stepload.sh` drives it): every user aims at
 `LOCUST_USER_RATE` tasks/s, and the number of users rises by `LOCUST_STEP_USERS` every
 `LOCUST_STEP_SECONDS` until a step misses a budget or `LOCUST_STEP_MAX` steps ran, after
-`LOCUST_STEP_WARMUP` seconds (20) at the first step's users that warm the cache. Each step is
-judged on its own requests (after `LOCUST_STEP_SETTLE` seconds); the steps and the highest
-rate that held go to `LOCUST_STEP_OUT` (JSON). The run exits 0 when at least one step held.
+`LOCUST_STEP_WARMUP` seconds (20) at the first step's users that warm the cache. Each step's
+P95s and errors are judged on its own requests (after `LOCUST_STEP_SETTLE` seconds), the hit
+rate on every request since the warm-up; the steps and the highest rate that held go to
+`LOCUST_STEP_OUT` (JSON). The run exits 0 when at least one step held.
 
 `LOCUST_SERIES` names a CSV that gets one row per route every `LOCUST_SERIES_SECONDS` (2):
 requests, failures, P50/P95/P99 and cache hits of that interval alone, for the report's plots.
@@ -255,7 +256,7 @@ def _start(environment: Environment, **kwargs: Any) -> None:
             "P95 budgets x %g",
             options.write_factor,
             4 * options.write_factor,
-            options.warmup,
+            float(os.environ.get("LOCUST_STEP_WARMUP", "20")) if STEP_MODE else options.warmup,
             options.budget_factor,
         )
     gevent.spawn(_end_warmup, environment, options.warmup if options is not None else 20.0)
@@ -353,6 +354,7 @@ if STEP_MODE:
             self.settle = float(os.environ.get("LOCUST_STEP_SETTLE", "4"))
             self.max_steps = int(os.environ.get("LOCUST_STEP_MAX", "8"))
             self.warmup = float(os.environ.get("LOCUST_STEP_WARMUP", "20"))
+            self.warm: dict[str, RouteCounts] | None = None  # counts when the warm-up ended
             self.out = os.environ.get("LOCUST_STEP_OUT")
             self.step = 0
             self.mark: dict[str, RouteCounts] | None = None
@@ -365,6 +367,8 @@ if STEP_MODE:
             elapsed = self.get_run_time() - self.warmup
             if elapsed < 0:  # warming the cache at the first step's users: not judged
                 return self.step_users, float(self.step_users)
+            if self.warm is None:
+                self.warm = snapshot(self.runner.environment)
             step = int(elapsed // self.step_seconds)
             if step != self.step:  # a step ended: judge it
                 held = self._judge()
@@ -381,7 +385,15 @@ if STEP_MODE:
             if self.mark is None:
                 return True  # too short to judge (a step shorter than its settle time)
             seconds = time.time() - self.marked_at
-            figures = run_figures(between_snapshots(snapshot(self.runner.environment), self.mark))
+            now = snapshot(self.runner.environment)
+            figures = run_figures(between_snapshots(now, self.mark))
+            # The hit rate is the cache's state, not the step's: over every step so far (a step
+            # of a few seconds has too few lookups to judge it on its own).
+            since_warm = run_figures(between_snapshots(now, self.warm or {}))
+            for kind, step_figures in figures.classes.items():
+                cumulative = since_warm.classes[kind]
+                step_figures.cache_lookups = cumulative.cache_lookups
+                step_figures.cache_hits = cumulative.cache_hits
             breaches = budget_table.breaches(budget_table.load(), figures)
             users = self.step_users * (self.step + 1)
             options = self.runner.environment.parsed_options
