@@ -89,6 +89,12 @@ def steps_table(steps: dict[int, dict[str, Any]]) -> str:
                 f"| {workers} | {step['step']} | {step['users']} | {step['rps']:.1f} | {p95} | "
                 f"{rates} | {step['error_rate']:.4f} | {verdict} |"
             )
+    factors = {s.get("write_factor", 1.0) for run in steps.values() for s in run["steps"]}
+    lines.append("")
+    lines.append(
+        f"Mix write factor {', '.join(f'{f:g}' for f in sorted(factors))}; P95s and errors per "
+        "step, hit rates over every request since the warm-up."
+    )
     lines.append("")
     lines.append("| workers | max sustainable req/s | at users | steps run | stopped by |")
     lines.append("|---|---|---|---|---|")
