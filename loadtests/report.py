@@ -223,8 +223,21 @@ def _pyplot() -> Any:
     return plt
 
 
+def save(fig: Any, out: Path) -> None:
+    """Save as a small PNG: 80 dpi, then a 64-colour palette (line plots need no more), so the
+    few plots docs/ keeps stay small."""
+    from PIL import Image
+
+    fig.savefig(out, dpi=DPI)
+    with Image.open(out) as image:
+        small = image.convert("RGB").quantize(colors=64)
+    small.save(out, optimize=True)
+
+
 def plot_latency(series: list[dict[str, str]], table: budget_table.Budgets, out: Path) -> None:
     plt = _pyplot()
+    from matplotlib import ticker
+
     t0 = float(series[0]["epoch"])
     kinds = [k for k in CLASSES if any(r["class"] == k for r in series)]
     fig, axes = plt.subplots(len(kinds), 1, figsize=(10, 2.6 * len(kinds)), sharex=True)
@@ -243,6 +256,8 @@ def plot_latency(series: list[dict[str, str]], table: budget_table.Budgets, out:
             ax.axhline(budget, color="red", lw=1.2, ls="-.", label=f"P95 budget {budget:g} ms")
         ax.set_ylabel(f"{kind} ms")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", ncol=2)
     axes[0].set_title(
@@ -250,7 +265,7 @@ def plot_latency(series: list[dict[str, str]], table: budget_table.Budgets, out:
     )
     axes[-1].set_xlabel("seconds into the run")
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
+    save(fig, out)
     plt.close(fig)
 
 
@@ -296,7 +311,7 @@ def plot_budgets(
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
+    save(fig, out)
     plt.close(fig)
 
 
@@ -355,7 +370,7 @@ def plot_run(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
+    save(fig, out)
     plt.close(fig)
 
 
@@ -404,7 +419,7 @@ def plot_steps(
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.16, 1, 1))
-    fig.savefig(out, dpi=DPI)
+    save(fig, out)
     plt.close(fig)
 
 
