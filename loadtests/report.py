@@ -449,9 +449,13 @@ def build(results: Path, publish: Path | None) -> int:
         if cpu
         else "server CPU: not sampled"
     )
+    failed = results / "failed.txt"
+    timings = results / "timings.md"
     parts = [
         "# make bench report",
         "```\n" + machine.strip() + "\n```" if machine else "",
+        f"**Failed or missed a budget: {failed.read_text().strip()}**" if failed.exists() else "",
+        "Time per step:\n\n" + timings.read_text().strip() if timings.exists() else "",
         "## Mixed locust run (loadtests/locust.sh)",
         run_summary(series, run, table),
         cpu_line,

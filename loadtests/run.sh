@@ -42,24 +42,23 @@ STEPS="${STEPS:-a b c d e f g h}"
 BENCH_WRITE_FACTOR="${BENCH_WRITE_FACTOR:-0.25}"
 started="$(date +%s)"
 failed=()
+rm -f "$RESULTS/failed.txt"
+printf '| step | seconds |\n|---|---|\n' >"$RESULTS/timings.md"
 machine_info | tee "$RESULTS/machine.txt" >&2
 
+# A step that fails (or, for the load steps, misses a budget) does not stop the others: the
+# report is still written, names it, and run.sh exits 1 at the end.
 step() { # step NAME SECONDS COMMAND...
-  local name="$1" limit="$2"
+  local name="$1" limit="$2" began
   shift 2
   log "== $name (at most ${limit}s) at $(code_version)"
   code_version >"$RESULTS/$name.code"
-  timeout "$limit" "$@" | tee "$RESULTS/$name.md" || die "$name failed or timed out (see $RESULTS)"
-}
-
-# A load step that missed a budget is a result, not a breakage: the report shows it, and
-# run.sh exits 1 at the end, after the report.
-judged() { # judged NAME SECONDS COMMAND...
-  local name="$1" limit="$2"
-  shift 2
-  log "== $name (at most ${limit}s) at $(code_version)"
-  code_version >"$RESULTS/$name.code"
-  timeout "$limit" "$@" | tee "$RESULTS/$name.md" || failed+=("$name")
+  began="$(date +%s)"
+  timeout "$limit" "$@" | tee "$RESULTS/$name.md" || {
+    failed+=("$name")
+    log "$name failed, timed out or missed a budget (see $RESULTS)"
+  }
+  echo "| $name | $(($(date +%s) - began)) |" >>"$RESULTS/timings.md"
 }
 
 for s in $STEPS; do
@@ -71,8 +70,8 @@ for s in $STEPS; do
     e) step instrumentation 600 bash "$ROOT/loadtests/instrumentation.sh" ;;
     f) step rate_limit 600 bash "$ROOT/loadtests/rate_limit.sh" ;;
     g) DURATION="${LOCUST_DURATION:-60s}" WRITE_FACTOR="$BENCH_WRITE_FACTOR" \
-      judged locust 300 bash "$ROOT/loadtests/locust.sh" ;;
-    h) WRITE_FACTOR="$BENCH_WRITE_FACTOR" judged stepload 900 bash "$ROOT/loadtests/stepload.sh" ;;
+      step locust 300 bash "$ROOT/loadtests/locust.sh" ;;
+    h) WRITE_FACTOR="$BENCH_WRITE_FACTOR" step stepload 900 bash "$ROOT/loadtests/stepload.sh" ;;
     *) die "unknown step $s (a b c d e f g h)" ;;
   esac
 done
@@ -83,7 +82,9 @@ if [[ "${BENCH_KEEP_DB:-0}" != 1 && "${BENCH_PRIVATE_STACK:-0}" != 1 ]]; then
 fi
 "$PY" "$ROOT/loadtests/report.py" all "$RESULTS" ${BENCH_PUBLISH:+--publish "$BENCH_PUBLISH"}
 log "done in $(($(date +%s) - started)) s; report: $RESULTS/report/report.md"
+echo "| all | $(($(date +%s) - started)) |" >>"$RESULTS/timings.md"
 if ((${#failed[@]})); then
-  log "missed a budget: ${failed[*]} (see the report)"
+  echo "${failed[*]}" >"$RESULTS/failed.txt"
+  log "failed or missed a budget: ${failed[*]} (see the report)"
   exit 1
 fi
