@@ -81,7 +81,7 @@ loadtest: venv $(SERVERS) ## A short locust run held to the budget table (loadte
 	@scripts/bootstrap.sh dev,bench
 	bash loadtests/locust.sh
 
-bench: venv $(SERVERS) ## The benchmarks, the locust run and step load, one report with plots (loadtests/run.sh; BENCH_QUICK=1: ~4 min subset)
+bench: venv $(SERVERS) ## The benchmarks, the locust run and step load, one report with plots (loadtests/run.sh; BENCH_QUICK=1: ~6 min subset)
 	@scripts/bootstrap.sh bench
 	@scripts/loadtools.sh
 	bash loadtests/run.sh
