@@ -2,11 +2,20 @@
 
 msgspec was chosen over pydantic v2 by measurement (`loadtests/bench_validation.py`).
 Create structs double as the full-document schema that a merged PATCH must satisfy.
+
+Bodies are decoded strictly (`parse_json`): UTF-8 only, RFC 8259 only (no NaN/Infinity),
+no duplicate member names (RFC 8259 leaves their meaning open, and two parsers may pick
+different ones), numbers MongoDB can store (64-bit integers, finite doubles), strings it can
+store (no lone surrogates), nesting at most `MAX_DEPTH` deep. Anything else is a 400 before
+any schema is consulted, so nothing malformed reaches a service.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import math
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -90,17 +99,110 @@ IMMUTABLE: dict[type[Strict], frozenset[str]] = {
     Assignment: frozenset({"providerId", "clinicId"}),
 }
 
-_decoder = msgspec.json.Decoder()
+# A provider id in a URL obeys the same rule as in a body.
+PROVIDER_ID: dict[str, Any] = msgspec.json.schema(ExternalId)
+_PROVIDER_ID = re.compile(PROVIDER_ID["pattern"])
+
+# Our documents nest three levels at most; 32 leaves room and bounds every walk.
+MAX_DEPTH = 32
+INT64 = (-(2**63), 2**63 - 1)
+# Longer digit strings cannot be 64-bit integers: refused before int() parses them.
+_MAX_INT_DIGITS = 20
+
+
+def provider_id_of(raw: str) -> str:
+    """A provider id from a URL, or a 400 (it becomes a query value)."""
+    if len(raw) > PROVIDER_ID["maxLength"] or not _PROVIDER_ID.match(raw):
+        raise InvalidInput("provider_id must be 1 to 64 characters of letters, digits and _ . : -")
+    return raw
+
+
+class _Malformed(ValueError):
+    """Raised inside the decoder's hooks; becomes one 400."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Malformed(f"member {key[:60]!r} appears more than once in an object")
+            seen.add(key)
+    return result
+
+
+def _integer(text: str) -> int:
+    value = int(text) if len(text.lstrip("-")) <= _MAX_INT_DIGITS else None
+    if value is None or not INT64[0] <= value <= INT64[1]:
+        raise _Malformed(f"the number {text[:30]} is outside the 64-bit integer range")
+    return value
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Malformed(f"the number {text[:30]} is too large for a double")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _Malformed(f"{text} is not JSON")
+
+
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_int=_integer,
+    parse_float=_number,
+    parse_constant=_constant,
+    strict=True,  # control characters inside strings are refused
+)
 
 
 def parse_json(body: bytes) -> Any:
-    """Decode JSON or fail with a 400 (malformed is not a validation problem)."""
+    """Decode a request body strictly (module docstring) or fail with a 400: malformed is
+    not a validation problem, and never a 500."""
     if not body:
         raise InvalidInput("a JSON body is required")
     try:
-        return _decoder.decode(body)
-    except msgspec.DecodeError as ex:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        raise InvalidInput(f"the body is not UTF-8: byte {ex.start} is invalid") from ex
+    try:
+        value = _decoder.decode(text)
+    except json.JSONDecodeError as ex:
         raise InvalidInput(f"the body is not valid JSON: {ex}") from ex
+    except _Malformed as ex:
+        raise InvalidInput(f"the body is not acceptable JSON: {ex}") from ex
+    except RecursionError as ex:
+        raise InvalidInput(f"the body nests deeper than {MAX_DEPTH} levels") from ex
+    _check_tree(value, 0)
+    return value
+
+
+def _check_tree(value: Any, depth: int) -> None:
+    """Depth (`depth` containers hold `value`), and strings MongoDB can store (UTF-8 has
+    no lone surrogates)."""
+    if isinstance(value, str):
+        _check_string(value)
+        return
+    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        raise InvalidInput(f"the body nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_string(key)
+            _check_tree(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_tree(item, depth + 1)
+
+
+def _check_string(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as ex:
+            raise InvalidInput("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from ex
 
 
 def validate(data: Any, schema: type[Strict]) -> dict[str, Any]:
@@ -117,6 +219,15 @@ def validate(data: Any, schema: type[Strict]) -> dict[str, Any]:
             f"the body does not match the {schema.__name__} schema: {message}", errors=errors
         ) from ex
     result: dict[str, Any] = msgspec.to_builtins(struct, builtin_types=(datetime,))
+    for name, value in result.items():
+        if isinstance(value, datetime):
+            try:
+                # Stored in UTC: an offset near year 1 or 9999 would leave the calendar.
+                result[name] = value.astimezone(UTC)
+            except OverflowError as ex:
+                message = "the datetime is outside years 1 to 9999 in UTC"
+                errors = [{"field": name, "message": message}]
+                raise ValidationFailed(f"{name}: {message}", errors=errors) from ex
     return result
 
 
