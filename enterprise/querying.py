@@ -7,6 +7,7 @@ The generic list/item machinery reads the spec, so the three resources share one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ CountStrategy = Literal["none", "estimated", "exact"]
 COUNT_STRATEGIES: tuple[CountStrategy, ...] = ("none", "estimated", "exact")
 FilterKind = Literal["str", "objectid", "bool", "enum", "prefix", "since"]
 RESERVED_PARAMS = frozenset({"limit", "cursor", "sort", "fields", "count", "expand"})
+# C0 controls, DEL and lone surrogates (undecodable percent-escapes) in a filter value.
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def object_id(value: str, what: str = "id") -> ObjectId:
@@ -47,6 +50,9 @@ class FilterSpec:
     def parse(self, param: str, raw: str) -> Any:
         if len(raw) > self.max_length:
             raise InvalidInput(f"{param} is longer than {self.max_length} characters")
+        if _CONTROL.search(raw):
+            # MongoDB refuses NUL in a regular expression; no stored value holds these.
+            raise InvalidInput(f"{param} holds a control character or an invalid code point")
         if self.kind == "objectid":
             return object_id(raw, param)
         if self.kind == "bool":
@@ -114,13 +120,19 @@ def reject_unknown(params: Mapping[str, Any], allowed: frozenset[str] | set[str]
     or one given more than once (its meaning would be ambiguous)."""
     repeated = sorted(name for name, value in params.items() if not isinstance(value, str))
     if repeated:
-        raise InvalidInput(f"query parameter(s) {', '.join(repeated)} given more than once")
+        raise InvalidInput(f"query parameter(s) {_names(repeated)} given more than once")
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise InvalidInput(
-            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"unknown query parameter(s) {_names(unknown)}; "
             f"allowed: {', '.join(sorted(allowed)) or 'none'}"
         )
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    """A few names, each cut short: a problem never echoes a huge query back."""
+    listed = ", ".join(repr(name[:40]) if len(name) > 40 else name for name in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def parse_fields(raw: str | None, spec: ResourceSpec) -> tuple[str, ...] | None:

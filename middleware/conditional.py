@@ -121,6 +121,11 @@ class ConditionalMiddleware:
             return
         if method not in READ_METHODS or resource is None:
             return
+        # RFC 9110 §13.2.1: a request that would fail without its preconditions gets that
+        # failure, not a 304, so the resource checks its parameters first.
+        check = getattr(resource, "check_request", None)
+        if check is not None:
+            check(req, params)
         target = await self._describe(req, resource, params)
         list_etag = getattr(target, "list_etag", None)
         if list_etag is None:

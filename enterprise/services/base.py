@@ -111,6 +111,7 @@ class CrudService:
             after=cursor.values if cursor else None,
             backwards=backwards,
         )
+        shown = query.fields if query.fields is not None else tuple(self.spec.fields)
         has_more = len(documents) > query.limit
         documents = documents[: query.limit]
         if backwards:
@@ -120,7 +121,8 @@ class CrudService:
         forward_more = has_more if not backwards else bool(documents)
         backward_more = (cursor is not None and bool(documents)) if not backwards else has_more
         return Page(
-            data=[present(doc, query.fields, query.sort) for doc in documents],
+            # Sort keys outside the whitelist (nameKey) were fetched for the cursor only.
+            data=[present(doc, shown, query.sort) for doc in documents],
             limit=query.limit,
             next=self._codec.encode(Cursor(last, "next"), bound) if forward_more and last else None,
             prev=self._codec.encode(Cursor(first, "prev"), bound)

@@ -69,7 +69,8 @@ class ExportsService:
             projection(fields, export.spec, extra=export.sort),
             self._batch_size,
         )
-        return _presented(batches, fields, export.sort)
+        shown = fields if fields is not None else tuple(export.spec.fields)
+        return _presented(batches, shown, export.sort)
 
 
 async def _presented(
