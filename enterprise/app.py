@@ -14,7 +14,7 @@ import falcon
 import falcon.asgi
 import redis.asyncio
 
-from enterprise import problems
+from enterprise import __version__, openapi, problems
 from enterprise.access_log import AccessLog
 from enterprise.auth import with_metrics_token
 from enterprise.breakers import BreakerBoard, make_breaker
@@ -51,6 +51,7 @@ from enterprise.resources import (
 )
 from enterprise.resources.base import Limits
 from enterprise.resources.metrics import Exposition
+from enterprise.resources.openapi import Specification
 from enterprise.resources.reports import OrganizationSummary
 from enterprise.services.api_keys import ApiKeysService
 from enterprise.services.assignments import AssignmentsService
@@ -70,6 +71,7 @@ from middleware.cors import CORSMiddleware
 from middleware.deadline import DeadlineMiddleware
 from middleware.disconnect import DisconnectMiddleware
 from middleware.inflight import InFlightMiddleware
+from middleware.query_limits import QueryLimitMiddleware
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.request_context import RequestContextMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
@@ -79,6 +81,12 @@ logger = logging.getLogger(__name__)
 ASGIApp = Callable[..., Any]
 # Monitoring must answer even when its key's quota is spent.
 RATE_LIMIT_EXEMPT = ("/health/", "/metrics", "/dashboard")
+# Served without an API key: probes, the dashboard (it asks for a key itself), the API's
+# own description.
+PUBLIC_PREFIXES = ("/health/", "/dashboard", "/openapi.json")
+# Our longest legitimate query (a list with every filter, fields and a cursor) is under 1 KiB.
+MAX_QUERY_BYTES = 8192
+MAX_QUERY_PARAMS = 32
 
 
 class Lifecycle:
@@ -150,6 +158,8 @@ class AppState:
         # `limiter.allow` is what a pure-ASGI front calls to limit the answers it gives itself.
         self.limiter = limiter
         self.capabilities: ServerCapabilities | None = None
+        # (template, resource) as routed; /openapi.json is generated from it.
+        self.routes: list[tuple[str, object]] = []
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -312,16 +322,18 @@ def create_app(
         observers.append(access_log.observe)
     targets = CacheTargets(cache)
     # Order matters. Budgets first, so every request is timed, short-circuits included;
-    # then who is asking; then their rate limit (after routing: the resource names the route
-    # class; before revalidation and the cache, so 304s and hits count too); then
-    # revalidation (a 304 needs no cache lookup and no database); then the response cache,
-    # whose hits skip the resource.
+    # then bounds on the query string (no work for an abusive one); then who is asking;
+    # then their rate limit (after routing: the resource names the route class; before
+    # revalidation and the cache, so 304s and hits count too); then revalidation (a 304
+    # needs no cache lookup and no database); then the response cache, whose hits skip the
+    # resource.
     middleware: list[Any] = [
         Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
         BudgetMiddleware(budgets, observers=observers),
+        QueryLimitMiddleware(max_bytes=MAX_QUERY_BYTES, max_params=MAX_QUERY_PARAMS),
         AuthMiddleware(
             with_metrics_token(keys.authenticate, settings.metrics_token),
-            public_prefixes=("/health/", "/dashboard"),
+            public_prefixes=PUBLIC_PREFIXES,
         ),
         *(
             [RateLimitMiddleware(limiter.allow, exempt_prefixes=RATE_LIMIT_EXEMPT)]
@@ -339,6 +351,7 @@ def create_app(
     limits = Limits(
         settings.pagination_default_limit, settings.pagination_max_limit, settings.max_body_bytes
     )
+    specification = Specification()
     route_table: list[tuple[str, object]] = [
         ("/health/live", health.Live()),
         (
@@ -373,9 +386,17 @@ def create_app(
         *performance.routes(telemetry, slow_query_ms=settings.db_slow_query_threshold),
         *([("/metrics", Exposition(metrics, telemetry))] if metrics else []),
         *dashboard.routes(),
+        ("/openapi.json", specification),
     ]
     for template, resource in route_table:
         app.add_route(template, resource)
+    state.routes = route_table
+    # Built here, once, from what is routed: it cannot drift from the routes (pure CPU).
+    specification.publish(
+        openapi.render(
+            openapi.build(route_table, version=__version__, public_prefixes=PUBLIC_PREFIXES)
+        )
+    )
 
     # Outside Falcon, on raw ASGI, outermost first: the request id and Server-Timing wrap
     # everything; security headers and CORS apply to every answer, preflights answered

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +15,7 @@ from falcon.asgi import Request, Response
 
 from enterprise.errors import PayloadTooLarge, UnsupportedMediaType
 from enterprise.etags import item_etag
+from enterprise.openapi import Document, ListOf, Operation, Patch, Replacement
 from enterprise.querying import (
     ListQuery,
     ResourceSpec,
@@ -22,10 +24,11 @@ from enterprise.querying import (
     parse_list,
     reject_unknown,
 )
-from enterprise.schemas import parse_json
+from enterprise.schemas import IMMUTABLE, parse_json
 from enterprise.services.base import CrudService, Page
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
+_CHARSET = re.compile(r"charset\s*=\s*(\"?[^;\s]*)", re.IGNORECASE)
 ITEM_PARAMS = frozenset({"fields"})
 # (generation names, TTL, is a list): a function of the route and its path parameters only,
 # which is what lets `CacheTargets` remember it per path (enterprise/cache.py).
@@ -57,9 +60,12 @@ async def read_json(req: Request, limits: Limits) -> Any:
     Writes take no query parameters: an unknown one is refused before anything is stored.
     """
     reject_unknown(req.params, frozenset())
-    media = (req.content_type or "").split(";")[0].strip().lower()
-    if media not in JSON_TYPES:
+    media, _, parameters = (req.content_type or "").partition(";")
+    if media.strip().lower() not in JSON_TYPES:
         raise UnsupportedMediaType("send the body as application/json")
+    charset = _CHARSET.search(parameters)
+    if charset and charset.group(1).strip('"').lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType("JSON bodies are UTF-8 (RFC 8259); send charset=utf-8 or none")
     if req.content_length is not None and req.content_length > limits.max_body_bytes:
         raise PayloadTooLarge(f"the body exceeds {limits.max_body_bytes} bytes")
     body = await req.stream.read(limits.max_body_bytes + 1)
@@ -68,10 +74,76 @@ async def read_json(req: Request, limits: Limits) -> Any:
     return parse_json(body)
 
 
+def document_of(service: CrudService) -> Document:
+    """The response shape of the service's documents, for the OpenAPI document."""
+    return Document(service.schema.__name__ + "Document", service.schema, service.spec)
+
+
+def collection_operations(
+    service: CrudService, limits: Limits, *, creatable: bool
+) -> dict[str, Operation]:
+    name, document = service.spec.name, document_of(service)
+    operations = {
+        "get": Operation(
+            f"List {name} (keyset pages)",
+            name,
+            response=ListOf(document),
+            list_spec=service.spec,
+            max_limit=limits.max_limit,
+            conditional_read=True,
+        )
+    }
+    if creatable:
+        operations["post"] = Operation(
+            f"Create one of {name}",
+            name,
+            body=service.schema,
+            response=document,
+            status=201,
+            errors=(409,),
+        )
+    return operations
+
+
+def item_operations(service: CrudService) -> dict[str, Operation]:
+    name, document = service.spec.name, document_of(service)
+    write = Operation("", name, response=document, conditional_write=True, errors=(409,))
+    return {
+        "get": Operation(
+            f"Read one of {name}",
+            name,
+            response=document,
+            fields_spec=service.spec,
+            conditional_read=True,
+        ),
+        "put": replace(
+            write,
+            summary=f"Replace one of {name} (immutable fields may be left out)",
+            body=Replacement(service.schema, IMMUTABLE.get(service.schema, frozenset())),
+        ),
+        "patch": replace(
+            write,
+            summary=f"Change one of {name} (JSON merge patch)",
+            body=Patch(service.schema),
+            body_media=JSON_TYPES,
+        ),
+        "delete": replace(write, summary=f"Delete one of {name}", status=204, response=None),
+    }
+
+
 def list_query(req: Request, spec: ResourceSpec, limits: Limits, **kwargs: Any) -> ListQuery:
-    return parse_list(
-        req.params, spec, default_limit=limits.default_limit, max_limit=limits.max_limit, **kwargs
-    )
+    """The request's list parameters, parsed once: `check_request` (before any 304) and the
+    responder both ask."""
+    if "list_query" not in req.context:
+        req.context.list_query = parse_list(
+            req.params,
+            spec,
+            default_limit=limits.default_limit,
+            max_limit=limits.max_limit,
+            **kwargs,
+        )
+    query: ListQuery = req.context.list_query
+    return query
 
 
 def send_page(req: Request, resp: Response, page: Page) -> None:
@@ -132,6 +204,7 @@ class Collection:
         self._creatable = creatable
         self.budget_class = service.spec.list_budget
         self.cache_kind = "lists"
+        self.openapi = collection_operations(service, limits, creatable=creatable)
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         name = self._service.spec.name
@@ -139,11 +212,19 @@ class Collection:
             return [f"{name}:{params[self._parent]}"], self._ttl, True
         return [name], self._ttl, True
 
-    async def on_get(self, req: Request, resp: Response, **params: str) -> None:
+    def check_request(self, req: Request, params: dict[str, Any]) -> None:
+        """A malformed list request is a 400 even when If-None-Match would match (RFC 9110
+        §13.2.1: preconditions apply only to requests that would otherwise succeed)."""
+        self._query(req, params)
+
+    def _query(self, req: Request, params: dict[str, Any]) -> ListQuery:
         fixed = {}
         if self._parent:
             fixed = {"organizationId": object_id(params[self._parent], self._parent)}
-        query = list_query(req, self._service.spec, self._limits, fixed=fixed)
+        return list_query(req, self._service.spec, self._limits, fixed=fixed)
+
+    async def on_get(self, req: Request, resp: Response, **params: str) -> None:
+        query = self._query(req, params)
         send_page(req, resp, await self._service.find(req.context.principal, query, req.path))
 
     on_head = on_get
@@ -171,6 +252,7 @@ class Item:
         self._param = param
         self.budget_class = service.spec.item_budget
         self.cache_kind = service.spec.name
+        self.openapi = item_operations(service)
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         return [f"{self._service.spec.name}#{params[self._param]}"], self._ttl, False

@@ -6,7 +6,16 @@ from typing import Any
 
 from falcon.asgi import Request, Response
 
-from enterprise.resources.base import CachePolicy, Collection, Item, Limits, list_query, send_page
+from enterprise.openapi import ListOf, Operation
+from enterprise.resources.base import (
+    CachePolicy,
+    Collection,
+    Item,
+    Limits,
+    document_of,
+    list_query,
+    send_page,
+)
 from enterprise.services.clinics import SEARCH_SPEC, ClinicsService
 
 
@@ -20,9 +29,22 @@ class Search:
         self._service = service
         self._limits = limits
         self._ttl = ttl
+        self.openapi = {
+            "get": Operation(
+                "Search clinics by name prefix (`q`), by name",
+                "clinics",
+                response=ListOf(document_of(service)),
+                list_spec=SEARCH_SPEC,
+                max_limit=limits.max_limit,
+                conditional_read=True,
+            )
+        }
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         return ["clinics"], self._ttl, True
+
+    def check_request(self, req: Request, params: dict[str, Any]) -> None:
+        list_query(req, SEARCH_SPEC, self._limits)
 
     async def on_get(self, req: Request, resp: Response) -> None:
         query = list_query(req, SEARCH_SPEC, self._limits)

@@ -14,6 +14,7 @@ from importlib import resources
 import falcon
 from falcon.asgi import Request, Response
 
+from enterprise.openapi import Operation
 from enterprise.querying import reject_unknown
 
 CONTENT_SECURITY_POLICY = (
@@ -52,6 +53,14 @@ class _Assets:
 
 class Page:
     budget_class = "default"
+    openapi = {
+        "get": Operation(
+            "The SRE dashboard page",
+            "dashboard",
+            response={"type": "string"},
+            media=ASSETS["index.html"],
+        )
+    }
 
     def __init__(self, assets: _Assets) -> None:
         self._assets = assets
@@ -62,6 +71,15 @@ class Page:
 
 class Asset:
     budget_class = "default"
+    openapi = {
+        "get": Operation(
+            "The dashboard's script and style sheet",
+            "dashboard",
+            response={"type": "string"},
+            media=(ASSETS["dashboard.js"], ASSETS["dashboard.css"]),
+            path={"asset": {"type": "string", "enum": ["dashboard.js", "dashboard.css"]}},
+        )
+    }
 
     def __init__(self, assets: _Assets) -> None:
         self._assets = assets

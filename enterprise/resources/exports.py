@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 
 from falcon.asgi import Request, Response
 
+from enterprise.openapi import Operation
 from enterprise.querying import object_id, parse_fields, reject_unknown
 from enterprise.repositories.base import Document
 from enterprise.resources.base import dumps
@@ -46,6 +47,15 @@ class Export:
     def __init__(self, service: ExportsService, kind: str) -> None:
         self._service = service
         self._kind = kind
+        self.openapi = {
+            "get": Operation(
+                f"Every one of an organization's {kind}, one JSON document per line",
+                "exports",
+                response={"type": "string"},
+                media=NDJSON,
+                fields_spec=KINDS[kind].spec,
+            )
+        }
 
     async def on_get(self, req: Request, resp: Response, organization_id: str) -> None:
         reject_unknown(req.params, PARAMS)

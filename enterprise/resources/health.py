@@ -11,14 +11,17 @@ import falcon
 from falcon.asgi import Request, Response
 
 from enterprise.auth import Role
+from enterprise.openapi import Operation
 from enterprise.resources.base import dumps
 
 # Versions, capabilities and the reasons of failed checks help an attacker as much as an SRE.
 DETAILS_FOR = frozenset({Role.SRE, Role.PLATFORM_ADMIN})
+STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
 
 
 class Live:
     budget_class = "default"
+    openapi = {"get": Operation("The process answers (no I/O)", "health", response=STATUS)}
 
     async def on_get(self, req: Request, resp: Response) -> None:
         resp.data = b'{"status":"ok"}'
@@ -43,6 +46,14 @@ class Ready:
     """
 
     budget_class = "default"
+    openapi = {
+        "get": Operation(
+            "MongoDB and Redis answer: ok, or degraded (Redis down), or 503 (MongoDB down)",
+            "health",
+            response=STATUS,
+            other={503: STATUS},
+        )
+    }
 
     def __init__(
         self,

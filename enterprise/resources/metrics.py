@@ -11,12 +11,21 @@ from falcon.asgi import Request, Response
 
 from enterprise.auth import Action
 from enterprise.metrics import CONTENT_TYPE, Metrics
+from enterprise.openapi import Operation
 from enterprise.querying import reject_unknown
 from enterprise.telemetry import Telemetry
 
 
 class Exposition:
     budget_class = "default"
+    openapi = {
+        "get": Operation(
+            "Prometheus text format, every worker summed",
+            "metrics",
+            response={"type": "string"},
+            media=CONTENT_TYPE,
+        )
+    }
 
     def __init__(self, metrics: Metrics, telemetry: Telemetry) -> None:
         self._metrics = metrics

@@ -13,6 +13,7 @@ from falcon.asgi import Request, Response
 
 from enterprise import performance
 from enterprise.auth import Action
+from enterprise.openapi import Operation
 from enterprise.querying import reject_unknown
 from enterprise.resources.base import dumps
 from enterprise.telemetry import Telemetry
@@ -20,6 +21,11 @@ from enterprise.telemetry import Telemetry
 
 class _Figures:
     budget_class = "default"
+
+    @property
+    def openapi(self) -> dict[str, Operation]:
+        summary = (type(self).__doc__ or "").strip()
+        return {"get": Operation(summary, "performance", response={"type": "object"})}
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
@@ -36,11 +42,15 @@ def _send(resp: Response, body: dict[str, Any]) -> None:
 
 
 class Summary(_Figures):
+    """Request rates, latency percentiles and errors over every worker"""
+
     async def on_get(self, req: Request, resp: Response) -> None:
         _send(resp, performance.summary(await self._snapshots(req), time.time()))
 
 
 class Budgets(_Figures):
+    """P95 budgets per route class: status, burn rate and firing alerts"""
+
     async def on_get(self, req: Request, resp: Response) -> None:
         snapshots = await self._snapshots(req)
         alerts = performance.firing_alerts(snapshots)
@@ -49,16 +59,22 @@ class Budgets(_Figures):
 
 
 class CacheStats(_Figures):
+    """Response-cache hits, misses and tiers"""
+
     async def on_get(self, req: Request, resp: Response) -> None:
         _send(resp, performance.cache_stats(await self._snapshots(req)))
 
 
 class CircuitBreakers(_Figures):
+    """Circuit breakers and their states"""
+
     async def on_get(self, req: Request, resp: Response) -> None:
         _send(resp, performance.circuit_breakers(await self._snapshots(req)))
 
 
 class SlowQueries(_Figures):
+    """The slowest MongoDB commands, with their plans"""
+
     def __init__(self, telemetry: Telemetry, threshold_ms: float) -> None:
         super().__init__(telemetry)
         self._threshold_ms = threshold_ms
