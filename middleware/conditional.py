@@ -4,7 +4,9 @@
   `If-None-Match` (weak comparison, lists, `*`) turns it into a 304. The response cache uses
   `revalidation` and `not_modified` to answer a hit's revalidation without its body.
 * Lists: a `describe` hook yields the list's validator from collection generations before
-  any database work, so a matching `If-None-Match` is answered 304 without MongoDB.
+  any database work, so a matching `If-None-Match` is answered 304 without MongoDB. A
+  resource's optional `check_request(req, params)` runs first: a malformed request gets its
+  4xx, not a 304 (§13.2.1).
 * Writes: `If-Match` is parsed into `req.context.if_match` for the service's compare-and-set
   (a stale tag → 412 there); when the setting requires it, a missing one → 428 here.
 """

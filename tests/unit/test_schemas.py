@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from enterprise.errors import InvalidInput, ValidationFailed
 from enterprise.schemas import (
-    IMMUTABLE,
     INT64,
     MAX_DEPTH,
     Assignment,
@@ -50,7 +49,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 # Keys the schemas know, so validation gets past "unknown field" and into the types.
@@ -154,10 +155,10 @@ def test_merge_patch_then_validation_stores_or_gives_a_422(
     schema: Any, current: dict[str, Any], patch: Any
 ) -> None:
     try:
-        validate(merge_patch(current, patch), schema)
+        stored = validate(merge_patch(current, patch), schema)
     except ValidationFailed:
-        pass
-    assert schema in IMMUTABLE
+        return
+    assert set(stored) <= set(schema.__struct_fields__)
 
 
 @CASES
@@ -176,5 +177,7 @@ def test_datetimes_outside_the_utc_calendar_are_a_422() -> None:
     for value in ("9999-12-31T23:00:00-14:00", "0001-01-01T00:00:00+14:00"):
         with pytest.raises(ValidationFailed, match="outside years"):
             validate({"name": "x", "subscriptionEndDate": value}, Organization)
-    stored = validate({"name": "x", "subscriptionEndDate": "2027-01-01T02:00:00+02:00"}, Organization)
+    stored = validate(
+        {"name": "x", "subscriptionEndDate": "2027-01-01T02:00:00+02:00"}, Organization
+    )
     assert stored["subscriptionEndDate"].isoformat() == "2027-01-01T00:00:00+00:00"
