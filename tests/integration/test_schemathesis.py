@@ -40,6 +40,7 @@ CHECKS = ",".join(
         "response_headers_conformance",
         "response_schema_conformance",
         "negative_data_rejection",
+        "ignored_auth",  # every operation that needs a key refuses a request without one
     ]
 )
 # A request whose body breaks the schema may still meet a stale If-Match first: RFC 9110
