@@ -80,7 +80,11 @@ async def _seed(base_url: str, admin: dict[str, str]) -> dict[str, str]:
 
 
 async def test_schemathesis_finds_no_server_error_and_no_mismatch(
-    settings: Settings, app: Any, tmp_path: Path, request: pytest.FixtureRequest
+    settings: Settings,
+    app: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     admin = await new_key(app)
     report = tmp_path / "report.json"
@@ -104,10 +108,11 @@ async def test_schemathesis_finds_no_server_error_and_no_mismatch(
     cases, operations = result["test_cases"], result["operations"]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(
-            f"schemathesis: {cases['generated']} cases over {operations['tested']} operations "
-            f"in {result['running_time']:.0f} s, {cases['with_failures']} failing"
-        )
+        with capsys.disabled():  # on the terminal, not in the captured output
+            reporter.write_line(
+                f"\nschemathesis: {cases['generated']} cases over {operations['tested']} "
+                f"operations in {result['running_time']:.0f} s, {cases['with_failures']} failing"
+            )
     assert result["failures"] == [], text[-6000:]
     assert result["errors"] == [], text[-6000:]
     assert operations["tested"] == operations["total"] > 30
