@@ -32,6 +32,8 @@ pytestmark = pytest.mark.integration
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 MAX_EXAMPLES = 5
 SEED = 20261202
+# One key sends a few thousand requests a minute: rate limits have tests of their own.
+UNLIMITED = {"RATE_LIMITS": "*:*:*=1000000/60"}
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -88,7 +90,7 @@ async def test_schemathesis_finds_no_server_error_and_no_mismatch(
 ) -> None:
     admin = await new_key(app)
     report = tmp_path / "report.json"
-    async with Server(server_env(settings), workers=2) as server:
+    async with Server({**server_env(settings), **UNLIMITED}, workers=2) as server:
         config = tmp_path / "schemathesis.toml"
         config.write_text(_config(await _seed(server.base_url, admin)))
         process = await asyncio.create_subprocess_exec(
