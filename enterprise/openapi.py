@@ -352,6 +352,7 @@ class Builder:
 
     def _schema_of(self, source: Any) -> dict[str, Any]:
         if isinstance(source, Document):
+            self._types.append(source.schema)  # its fields' types come from there
             self._documents.setdefault(source.name, source)
             return {"$ref": REF.format(name=source.name)}
         if isinstance(source, ListOf):
@@ -385,7 +386,9 @@ class Builder:
         written = base.get("properties", {})
         properties: dict[str, Any] = {}
         for name in sorted({f.split(".")[0] for f in document.spec.fields} | {"id"}):
-            if name in SERVER_FIELDS:
+            if name in written and name != "id":  # the struct knows best (nullable, ...)
+                schema = written[name]
+            elif name in SERVER_FIELDS:
                 schema = SERVER_FIELDS[name]
             elif name in document.extra:
                 schema = document.extra[name]

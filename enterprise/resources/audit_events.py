@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from falcon.asgi import Request, Response
 
+from enterprise.openapi import Document, ListOf, Operation
 from enterprise.resources.base import Limits, list_query, send_page
+from enterprise.schemas import AuditEvent
 from enterprise.services.audit import AuditEventsService
 
 
@@ -18,6 +20,16 @@ class AuditEvents:
     def __init__(self, service: AuditEventsService, limits: Limits) -> None:
         self._service = service
         self._limits = limits
+        document = Document("AuditEventDocument", AuditEvent, service.spec)
+        self.openapi = {
+            "get": Operation(
+                "The audit trail, newest first (admin keys; organization-scoped)",
+                "audit",
+                response=ListOf(document),
+                list_spec=service.spec,
+                max_limit=limits.max_limit,
+            )
+        }
 
     async def on_get(self, req: Request, resp: Response) -> None:
         query = list_query(req, self._service.spec, self._limits)
