@@ -17,7 +17,7 @@ import redis.asyncio
 from enterprise import __version__, openapi, problems
 from enterprise.access_log import AccessLog
 from enterprise.auth import with_metrics_token
-from enterprise.breakers import BreakerBoard, make_breaker
+from enterprise.breakers import BreakerBoard, Circuit, make_breaker
 from enterprise.cache import CacheTargets, ResponseCache
 from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
@@ -36,6 +36,7 @@ from enterprise.repositories.client import (
     read_capabilities,
 )
 from enterprise.repositories.clinics import ClinicsRepository
+from enterprise.repositories.errors import is_outage
 from enterprise.repositories.explain import PlanExplainer
 from enterprise.repositories.organizations import OrganizationsRepository
 from enterprise.resources import (
@@ -144,8 +145,10 @@ class AppState:
         explainer: PlanExplainer,
         metrics: Metrics | None,
         limiter: RateLimiter,
+        breakers: BreakerBoard,
     ) -> None:
         self.settings = settings
+        self.breakers = breakers
         self.mongo = mongo
         self.redis = redis
         self.guard = guard
@@ -165,6 +168,7 @@ class AppState:
         return {
             "server": self.capabilities.as_dict() if self.capabilities else None,
             "writeGuard": "on" if self.guard.enabled else "off",
+            "breakers": {row["name"]: row["state"] for row in self.breakers.status()},
             "cache": self.cache.snapshot(),
             "rateLimits": self.limiter.snapshot(),
         }
@@ -239,6 +243,20 @@ def create_app(
             reset_timeout=settings.circuit_breaker_reset_timeout,
         )
     )
+    # Every repository call goes through this one: while open, they fail fast with 503.
+    mongo_circuit = Circuit(
+        breakers.add(
+            make_breaker(
+                "mongodb",
+                failure_threshold=settings.circuit_breaker_failure_threshold,
+                enabled=settings.circuit_breaker_enabled,
+                reset_timeout=settings.circuit_breaker_reset_timeout,
+                counts=is_outage,
+            )
+        ),
+        probe=(lambda: ping(mongo, 1.0)) if settings.circuit_breaker_enabled else None,
+        stall_s=settings.circuit_breaker_stall_seconds,
+    )
     cache = ResponseCache(
         redis_client,
         redis_breaker,
@@ -266,11 +284,13 @@ def create_app(
         lease_ms=settings.write_lock_lease_ms,
         wait_ms=settings.write_lock_wait_ms,
         on_refusal=metrics.refusal if metrics else None,
+        circuit=Circuit(redis_breaker),
     )
     repo_options: dict[str, Any] = {
         "guard": guard,
         "count_cap": settings.count_cap,
         "count_max_time_ms": settings.count_max_time_ms,
+        "circuit": mongo_circuit,
     }
     organization_repo = OrganizationsRepository(db, **repo_options)
     clinic_repo = ClinicsRepository(db, **repo_options)
@@ -315,6 +335,7 @@ def create_app(
         explainer=explainer,
         metrics=metrics,
         limiter=limiter,
+        breakers=breakers,
     )
     state.capabilities = capabilities
     observers: list[RequestObserver] = [metrics.observe_request] if metrics else []

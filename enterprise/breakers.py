@@ -1,12 +1,21 @@
-"""Circuit breakers (pybreaker) shared by the Redis tier now and the MongoDB path later."""
+"""Circuit breakers (pybreaker) around Redis (cache tier, write guard) and MongoDB (repositories).
+
+pybreaker 1.4.1 has no asyncio support of its own: its `calling()` context manager wraps an
+awaited block, which is how every breaker here is used. `Circuit` adds what the MongoDB path
+needs on top: one trial call at a time while half-open, and the seconds until that trial.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pybreaker
@@ -28,20 +37,130 @@ class _LogTransitions(pybreaker.CircuitBreakerListener):
 
 
 def make_breaker(
-    name: str, *, failure_threshold: int, reset_timeout: float, enabled: bool = True
+    name: str,
+    *,
+    failure_threshold: int,
+    reset_timeout: float,
+    enabled: bool = True,
+    counts: Callable[[BaseException], bool] | None = None,
 ) -> pybreaker.CircuitBreaker:
     """A breaker whose `calling()` context manager wraps awaited calls.
 
-    Cancellation is not a dependency failure, so it does not count towards tripping.
+    Cancellation is not a dependency failure, so it does not count towards tripping; nor does
+    an error for which `counts` (when given) says False: the dependency answered, the answer
+    was "no" (a duplicate key, say). pybreaker then treats the call as a success: it resets
+    the count of consecutive failures, and closes a half-open breaker.
     Disabled (`CIRCUIT_BREAKER_ENABLED=false`) means it never opens: every call is tried.
     """
+    exclude: list[Any] = [asyncio.CancelledError]
+    if counts is not None:
+        exclude.append(lambda ex: not counts(ex))
     return pybreaker.CircuitBreaker(
         fail_max=failure_threshold if enabled else sys.maxsize,
         reset_timeout=reset_timeout,
-        exclude=[asyncio.CancelledError],
+        exclude=exclude,
         listeners=[_LogTransitions()],
         name=name,
     )
+
+
+class Circuit:
+    """A breaker for a dependency many requests wait on at once (MongoDB).
+
+    Two things pybreaker does not do:
+
+    * **One trial at a time.** pybreaker lets *every* call through while half-open: with 50
+      requests in flight, 50 would each wait out a server selection against a server that
+      may still be down. Here one trial call goes through; the others fail fast until it has
+      settled the state.
+    * **A hung server opens it.** A stopped server refuses connections and calls fail within
+      the server selection timeout; a hung one (SIGSTOP, a stalled disk) accepts them and
+      never answers, so calls only fail at their deadline (30 s): a consecutive-failure
+      count would take N × 30 s. So when a call starts while calls have been in flight for
+      `stall_s` with none finishing meanwhile, `probe` (a ping with a short timeout) is
+      sent once; if it fails, the breaker opens at once. A ping that answers means the
+      calls are merely slow (a long report): nothing happens.
+
+    Args:
+        breaker: From `make_breaker`.
+        probe: Awaits a cheap round trip, raising on failure; None: no stall detection.
+        stall_s: How long calls may run with none finishing before the probe is sent.
+    """
+
+    def __init__(
+        self,
+        breaker: pybreaker.CircuitBreaker,
+        *,
+        probe: Callable[[], Awaitable[object]] | None = None,
+        stall_s: float = 2.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.breaker = breaker
+        self._probe = probe
+        self._stall_s = stall_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._trial = False
+        self._started: dict[int, float] = {}  # in-flight calls by ticket, oldest first
+        self._tickets = itertools.count()
+        self._last_finished = time.monotonic()
+        self._probing: asyncio.Task[None] | None = None
+
+    @contextmanager
+    def calling(self) -> Iterator[None]:
+        """Run the block as a guarded call; `pybreaker.CircuitBreakerError` when refused."""
+        trial = self.breaker.current_state != pybreaker.STATE_CLOSED
+        if trial and self._trial:
+            raise pybreaker.CircuitBreakerError("a trial call is in flight, circuit breaker open")
+        now = time.monotonic()
+        if not trial:
+            self._watch(now)
+        # No await between the check and the set: one task per event loop gets the trial.
+        self._trial = self._trial or trial
+        ticket = next(self._tickets)
+        self._started[ticket] = now
+        try:
+            with self.breaker.calling():
+                yield
+        finally:
+            del self._started[ticket]
+            self._last_finished = time.monotonic()
+            if trial:
+                self._trial = False
+
+    def _watch(self, now: float) -> None:
+        if self._probe is None or self._probing is not None or not self._started:
+            return
+        oldest = next(iter(self._started.values()))
+        if now - oldest < self._stall_s or now - self._last_finished < self._stall_s:
+            return
+        self._probing = asyncio.get_running_loop().create_task(self._check(now - oldest))
+
+    async def _check(self, stalled_s: float) -> None:
+        assert self._probe is not None
+        try:
+            await self._probe()
+            self._last_finished = time.monotonic()  # it answers: probe again after stall_s
+        except Exception as ex:  # the answer we act on: the server does not answer a ping
+            if self.breaker.current_state == pybreaker.STATE_CLOSED:
+                logger.warning(
+                    "circuit breaker %s: %d calls stalled for %.1f s and a ping failed (%r): "
+                    "opening",
+                    self.breaker.name,
+                    len(self._started),
+                    stalled_s,
+                    ex,
+                )
+                self.breaker.open()
+        finally:
+            self._probing = None
+
+    def retry_after(self) -> int:
+        """Whole seconds until the next trial call may go through (at least 1)."""
+        opened_at = self.breaker._state_storage.opened_at  # pybreaker has no public getter
+        if opened_at is None or self.breaker.current_state == pybreaker.STATE_CLOSED:
+            return 1
+        left = (opened_at - self._clock()).total_seconds() + self.breaker.reset_timeout
+        return max(1, math.ceil(left))
 
 
 class BreakerBoard(pybreaker.CircuitBreakerListener):

@@ -8,8 +8,10 @@ record says so, every read-modify-write of one document runs under:
 2. a short-lease Redis lock (`SET NX PX` + compare-and-delete), so workers queue up too.
 
 If the Redis lock cannot be taken and more than one worker may write, the write is refused
-with 503 + Retry-After: it is never acknowledged and then lost. On MongoDB the guard is off;
-conditional `find_one_and_update` calls are atomic there.
+with 503 + Retry-After: it is never acknowledged and then lost. The lock's Redis calls go
+through the Redis breaker: while it is open, a write is refused at once (Retry-After: until
+the breaker's next trial) instead of each one waiting out a Redis timeout. On MongoDB the
+guard is off; conditional `find_one_and_update` calls are atomic there.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
+import pybreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from enterprise.breakers import Circuit
 from enterprise.errors import DeadlineExceeded, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -70,8 +74,10 @@ class WriteGuard:
         lease_ms: int = 5000,
         wait_ms: int = 3000,
         on_refusal: Callable[[], None] | None = None,
+        circuit: Circuit | None = None,
     ) -> None:
         self.enabled = enabled
+        self._circuit = circuit
         self._on_refusal = on_refusal
         self._redis = redis
         self._workers = workers
@@ -122,15 +128,16 @@ class WriteGuard:
         delay = 0.002
         while True:
             try:
-                if await self._redis.set(key, token, nx=True, px=self._lease_ms):
-                    return token
-            except (RedisError, OSError) as ex:
+                with self._guarded():
+                    if await self._redis.set(key, token, nx=True, px=self._lease_ms):
+                        return token
+            except (RedisError, OSError, pybreaker.CircuitBreakerError) as ex:
                 if self._workers > 1:
                     self._refuse()
-                    logger.warning("write refused: cannot take the Redis write lock: %s", ex)
+                    logger.warning("write refused: cannot take the Redis write lock: %r", ex)
                     raise Unavailable(
                         "the write lock service is unavailable; the write was not applied",
-                        retry_after=2,
+                        retry_after=self._retry_after(),
                     ) from ex
                 logger.warning(
                     "Redis write lock unavailable, single worker: in-process lock only: %s", ex
@@ -144,7 +151,17 @@ class WriteGuard:
 
     async def _unlock(self, key: str, token: str) -> None:
         try:
-            await self._release(keys=[key], args=[token])
-        except (RedisError, OSError) as ex:
+            with self._guarded():
+                await self._release(keys=[key], args=[token])
+        except (RedisError, OSError, pybreaker.CircuitBreakerError) as ex:
             # The lease expires by itself; nothing is lost, the next writer waits a little.
-            logger.warning("could not release write lock %s (lease will expire): %s", key, ex)
+            logger.warning("could not release write lock %s (lease will expire): %r", key, ex)
+
+    def _guarded(self) -> Any:
+        return self._circuit.calling() if self._circuit is not None else nullcontext()
+
+    def _retry_after(self) -> int:
+        """Until the Redis breaker's next trial when it is open; else 2 s."""
+        if self._circuit is None or self._circuit.breaker.current_state == pybreaker.STATE_CLOSED:
+            return 2
+        return self._circuit.retry_after()

@@ -93,10 +93,14 @@ class Settings:
     brotli_quality: int = 4
     gzip_level: int = 6
 
-    # Breakers (used by the Redis tier today, MongoDB later).
+    # Breakers around Redis (cache, write guard) and MongoDB (every repository call):
+    # open after this many consecutive failures, try one call again after the reset timeout.
     circuit_breaker_enabled: bool = True
     circuit_breaker_failure_threshold: int = 5
     circuit_breaker_reset_timeout: float = 5.0
+    # MongoDB calls in flight this long with none finishing: ping; no answer opens the
+    # breaker (a hung server accepts connections and never answers).
+    circuit_breaker_stall_seconds: float = 2.0
 
     # Write guard for servers without atomic single-document updates.
     write_lock_lease_ms: int = 5000

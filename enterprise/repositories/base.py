@@ -15,9 +15,11 @@ import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
+from enterprise.breakers import Circuit
 from enterprise.cursor import SortSpec, keyset_filter, reverse
-from enterprise.errors import Conflict, DeadlineExceeded, NotFound, PreconditionFailed
+from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
 from enterprise.repositories.errors import translated
 from indexes import DECLARED
@@ -46,7 +48,12 @@ def scoped(query: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]
 
 
 class Repository:
-    """One collection. `scope` filters (the tenant) are merged into every query."""
+    """One collection. `scope` filters (the tenant) are merged into every query.
+
+    Every driver call runs in `_translated()`: driver errors become domain errors there, and
+    the calls go through the MongoDB `circuit` (when given), the one breaker all
+    repositories of an app share.
+    """
 
     collection_name: str = ""
     unique_fields: Mapping[str, str] = {}
@@ -58,14 +65,16 @@ class Repository:
         guard: WriteGuard,
         count_cap: int = 10_000,
         count_max_time_ms: int = 200,
+        circuit: Circuit | None = None,
     ) -> None:
         self._collection = db[self.collection_name]
         self._guard = guard
+        self._circuit = circuit
         self._count_cap = count_cap
         self._count_max_time_ms = count_max_time_ms
 
     def _translated(self) -> Any:
-        return translated(self.collection_name, self.unique_fields)
+        return translated(self.collection_name, self.unique_fields, self._circuit)
 
     async def get(
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
@@ -150,14 +159,19 @@ class Repository:
                 if exact:
                     return await self._collection.count_documents(query), True
                 return await self._collection.estimated_document_count(), False
-        try:
-            # pymongo.timeout sends maxTimeMS and also stops waiting itself, so the bound
-            # holds even on a server that ignores maxTimeMS (FerretDB v1 does).
-            with self._translated(), pymongo.timeout(self._count_max_time_ms / 1000):
-                value = await self._collection.count_documents(query, limit=self._count_cap)
-        except DeadlineExceeded:
-            # The page is still worth having: report an unknown count, not a failed list.
-            return None, False
+        with self._translated():
+            try:
+                # pymongo.timeout sends maxTimeMS and also stops waiting itself, so the bound
+                # holds even on a server that ignores maxTimeMS (FerretDB v1 does).
+                with pymongo.timeout(self._count_max_time_ms / 1000):
+                    value = await self._collection.count_documents(query, limit=self._count_cap)
+            except PyMongoError as ex:
+                if not ex.timeout:
+                    raise
+                # Our own bound ran out, routinely on large data: not a failure of the server
+                # (caught inside the breaker's block, so it does not count towards tripping).
+                # The page is still worth having: report an unknown count, not a failed list.
+                return None, False
         return value, value < self._count_cap
 
     async def insert(self, document: Document, *, journal: InsertJournal | None = None) -> Document:

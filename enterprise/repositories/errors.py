@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
+import pybreaker
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
@@ -16,6 +17,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from enterprise.breakers import Circuit
 from enterprise.errors import Conflict, DeadlineExceeded, Unavailable
 
 # FerretDB v1 reports a unique violation on update as InternalError (code 1) with SQLite's
@@ -34,11 +36,35 @@ def _conflict(index_name: str, unique_fields: Mapping[str, str], collection: str
     return Conflict(f"a {collection[:-1]} with these values already exists")
 
 
+def is_outage(ex: BaseException) -> bool:
+    """Whether a failed driver call says the server is not serving (what trips the breaker).
+
+    Connection failures and server selection timeouts do. So do timeouts: a hung server
+    (SIGSTOP, a full disk, a lock pile-up) accepts connections and never answers, and its
+    only symptom is that calls time out. An answer, even "no" (duplicate key, validation,
+    any other `OperationFailure` that is not a timeout), shows the server serving.
+    """
+    if isinstance(ex, ConnectionFailure):  # server selection, refused, reset, network timeout
+        return True
+    return isinstance(ex, PyMongoError) and ex.timeout
+
+
 @contextmanager
-def translated(collection: str, unique_fields: Mapping[str, str]) -> Iterator[None]:
-    """Run driver calls; re-raise their failures as the domain errors the API promises."""
+def translated(
+    collection: str, unique_fields: Mapping[str, str], circuit: Circuit | None = None
+) -> Iterator[None]:
+    """Run driver calls, through `circuit` when given; re-raise their failures as the domain
+    errors the API promises. While the circuit is open, fail at once with 503 and the
+    seconds until the next trial as `Retry-After`."""
     try:
-        yield
+        with circuit.calling() if circuit is not None else nullcontext():
+            yield
+    except pybreaker.CircuitBreakerError as ex:
+        assert circuit is not None
+        raise Unavailable(
+            "the database is unavailable (circuit breaker open); the request was not applied",
+            retry_after=circuit.retry_after(),
+        ) from ex
     except DuplicateKeyError as ex:
         details = ex.details or {}
         name = str(details.get("errmsg", ""))
