@@ -94,15 +94,17 @@ class Circuit:
         probe: Callable[[], Awaitable[object]] | None = None,
         stall_s: float = 2.0,
         clock: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.breaker = breaker
         self._probe = probe
         self._stall_s = stall_s
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._monotonic = monotonic
         self._trial = False
         self._started: dict[int, float] = {}  # in-flight calls by ticket, oldest first
         self._tickets = itertools.count()
-        self._last_finished = time.monotonic()
+        self._last_finished = self._monotonic()
         self._probing: asyncio.Task[None] | None = None
 
     @contextmanager
@@ -111,7 +113,7 @@ class Circuit:
         trial = self.breaker.current_state != pybreaker.STATE_CLOSED
         if trial and self._trial:
             raise pybreaker.CircuitBreakerError("a trial call is in flight, circuit breaker open")
-        now = time.monotonic()
+        now = self._monotonic()
         if not trial:
             self._watch(now)
         # No await between the check and the set: one task per event loop gets the trial.
@@ -123,7 +125,7 @@ class Circuit:
                 yield
         finally:
             del self._started[ticket]
-            self._last_finished = time.monotonic()
+            self._last_finished = self._monotonic()
             if trial:
                 self._trial = False
 
@@ -139,7 +141,7 @@ class Circuit:
         assert self._probe is not None
         try:
             await self._probe()
-            self._last_finished = time.monotonic()  # it answers: probe again after stall_s
+            self._last_finished = self._monotonic()  # it answers: probe again after stall_s
         except Exception as ex:  # the answer we act on: the server does not answer a ping
             if self.breaker.current_state == pybreaker.STATE_CLOSED:
                 logger.warning(

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,13 +68,25 @@ class Repository:
         circuit: Circuit | None = None,
     ) -> None:
         self._collection = db[self.collection_name]
+        self._client = db.client
         self._guard = guard
         self._circuit = circuit
         self._count_cap = count_cap
         self._count_max_time_ms = count_max_time_ms
 
     def _translated(self) -> Any:
-        return translated(self.collection_name, self.unique_fields, self._circuit)
+        return translated(
+            self.collection_name, self.unique_fields, self._circuit, self._selection_bound()
+        )
+
+    def _selection_bound(self) -> AbstractContextManager[Any]:
+        """Under a request deadline (`pymongo.timeout`) the driver waits for a server for all
+        that is left of it (30 s), not `serverSelectionTimeoutMS`. While it knows no server
+        (the one it had went away), bound the call by that setting instead, so it fails
+        fast and counts towards the breaker; once it knows one, only the deadline bounds."""
+        if self._client.topology_description.has_known_servers:
+            return nullcontext()
+        return pymongo.timeout(self._client.options.server_selection_timeout)
 
     async def get(
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
@@ -134,7 +146,8 @@ class Repository:
         generator early (a client gone mid-export) closes the server-side cursor at once, not
         at its timeout.
         """
-        with self._translated():
+        # Not bounded by the server selection timeout: that would bound the whole export.
+        with translated(self.collection_name, self.unique_fields, self._circuit):
             cursor = self._collection.find(query, projection, sort=list(sort))
             cursor.batch_size(batch_size)
             # to_list takes what the server sent in one step; iterating the cursor would

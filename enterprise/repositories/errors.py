@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import pybreaker
 from pymongo.errors import (
@@ -51,13 +52,16 @@ def is_outage(ex: BaseException) -> bool:
 
 @contextmanager
 def translated(
-    collection: str, unique_fields: Mapping[str, str], circuit: Circuit | None = None
+    collection: str,
+    unique_fields: Mapping[str, str],
+    circuit: Circuit | None = None,
+    bound: AbstractContextManager[Any] | None = None,
 ) -> Iterator[None]:
-    """Run driver calls, through `circuit` when given; re-raise their failures as the domain
-    errors the API promises. While the circuit is open, fail at once with 503 and the
-    seconds until the next trial as `Retry-After`."""
+    """Run driver calls, through `circuit` when given and within `bound`; re-raise their
+    failures as the domain errors the API promises. While the circuit is open, fail at once
+    with 503 and the seconds until the next trial as `Retry-After`."""
     try:
-        with circuit.calling() if circuit is not None else nullcontext():
+        with circuit.calling() if circuit is not None else nullcontext(), bound or nullcontext():
             yield
     except pybreaker.CircuitBreakerError as ex:
         assert circuit is not None

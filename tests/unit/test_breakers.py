@@ -1,0 +1,79 @@
+"""Circuit's own logic: stall detection and the trial call (no servers: blocks that wait on
+events stand for calls in flight; the real outages are in tests/faults)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pybreaker
+import pytest
+
+from enterprise.breakers import Circuit, make_breaker
+
+pytestmark = pytest.mark.unit
+
+
+async def test_stalled_calls_and_a_failed_ping_open_it_a_ping_that_answers_does_not() -> None:
+    answers = True
+    pings = 0
+    now = 0.0
+
+    async def probe() -> None:
+        nonlocal pings
+        pings += 1
+        if not answers:
+            raise TimeoutError("no answer within 1 s")
+
+    breaker = make_breaker("t", failure_threshold=5, reset_timeout=60)
+    circuit = Circuit(breaker, probe=probe, stall_s=2.0, monotonic=lambda: now)
+    release = asyncio.Event()
+
+    async def stalled() -> None:
+        with circuit.calling():
+            await release.wait()
+
+    async def call_at(moment: float) -> None:
+        nonlocal now
+        now = moment
+        with circuit.calling():
+            pass
+        await asyncio.sleep(0)  # let a ping it started run
+        await asyncio.sleep(0)
+
+    waiting = [asyncio.ensure_future(stalled()) for _ in range(3)]
+    await asyncio.sleep(0)
+    await call_at(1.9)  # not stalled yet
+    await call_at(4.0)  # stalled, and nothing finished since 1.9: ping; it answers
+    await call_at(4.5)  # a call finished at 4.0: nothing to ask
+    assert (pings, breaker.current_state) == (1, "closed")
+
+    answers = False
+    await call_at(6.0)  # the last call finished at 4.5: not stalled for 2 s yet
+    assert (pings, breaker.current_state) == (1, "closed")
+    await call_at(8.5)  # 2.5 s without a finished call: ping, no answer
+    assert (pings, breaker.current_state) == (2, "open")
+    with pytest.raises(pybreaker.CircuitBreakerError), circuit.calling():
+        pass
+    release.set()
+    await asyncio.gather(*waiting)
+
+
+def test_retry_after_counts_down_to_the_trial() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    breaker = make_breaker("t", failure_threshold=1, reset_timeout=5)
+    circuit = Circuit(breaker, clock=lambda: now)
+    assert circuit.retry_after() == 1  # closed
+    breaker.open()
+    breaker._state_storage.opened_at = now - timedelta(seconds=1.5)
+    assert circuit.retry_after() == 4  # 3.5 s left, rounded up
+    breaker._state_storage.opened_at = now - timedelta(seconds=9)
+    assert circuit.retry_after() == 1
+
+
+async def test_a_disabled_breaker_never_opens_and_has_no_probe() -> None:
+    breaker = make_breaker("t", failure_threshold=1, reset_timeout=5, enabled=False)
+    for _ in range(50):
+        with pytest.raises(ConnectionError), breaker.calling():
+            raise ConnectionError("refused")
+    assert breaker.current_state == "closed"
