@@ -56,12 +56,16 @@ def translated(
     unique_fields: Mapping[str, str],
     circuit: Circuit | None = None,
     bound: AbstractContextManager[Any] | None = None,
+    *,
+    read: bool = False,
 ) -> Iterator[None]:
     """Run driver calls, through `circuit` when given and within `bound`; re-raise their
     failures as the domain errors the API promises. While the circuit is open, fail at once
-    with 503 and the seconds until the next trial as `Retry-After`."""
+    with 503 and the seconds until the next trial as `Retry-After`; a `read` still waiting
+    when it opens fails so too (a write may already be applied: it is left to finish)."""
+    guarded = circuit.calling(abortable=read) if circuit is not None else nullcontext()
     try:
-        with circuit.calling() if circuit is not None else nullcontext(), bound or nullcontext():
+        with guarded, bound or nullcontext():
             yield
     except pybreaker.CircuitBreakerError as ex:
         assert circuit is not None

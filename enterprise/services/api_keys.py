@@ -10,7 +10,7 @@ from typing import Any
 from bson import ObjectId
 
 from enterprise.auth import Principal, Role, key_hash, new_key
-from enterprise.errors import InvalidInput, NotFound
+from enterprise.errors import InvalidInput, NotFound, Unavailable
 from enterprise.repositories.api_keys import ApiKeysRepository
 from enterprise.repositories.base import Document, utcnow
 from enterprise.services.writes import (
@@ -37,6 +37,10 @@ class ApiKeysService:
 
     With `after_write`, creates and revocations are journaled in the audit trail like every
     other write (by `actor`, the command line by default); the hash never is.
+
+    While the database is unavailable (its breaker open), a key that was valid when its
+    entry expired stays valid for `stale_seconds` more: without it every request, cached
+    reads included, would fail 10 s into an outage. Unknown keys are still refused.
     """
 
     def __init__(
@@ -47,11 +51,13 @@ class ApiKeysService:
         cache_size: int = 1024,
         after_write: AfterWrite | None = None,
         actor: Principal = COMMAND_LINE,
+        stale_seconds: float = 60.0,
     ) -> None:
         self._repository = repository
         self._after_write = after_write or AfterWrite(())
         self._actor = actor
         self._cache_seconds = cache_seconds
+        self._stale_seconds = stale_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
@@ -144,7 +150,14 @@ class ApiKeysService:
         if lookup is None:
             lookup = self._lookups[raw_key] = asyncio.ensure_future(self._lookup(raw_key))
             lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
-        return await asyncio.shield(lookup)
+        try:
+            return await asyncio.shield(lookup)
+        except Unavailable:
+            if cached is None or cached[1] is None:
+                raise
+            if time.monotonic() - cached[0] > self._stale_seconds:
+                raise
+            return cached[1]
 
     async def _lookup(self, raw_key: str) -> Principal | None:
         document = await self._repository.by_hash(key_hash(raw_key))

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +43,15 @@ class FaultStack:
 
     def start(self, server: str) -> None:
         self.run("start", server)
+
+    def signal_mongo(self, signum: int) -> None:
+        """SIGSTOP hangs the MongoDB-speaking server (it keeps its sockets and never
+        answers), SIGCONT resumes it: FerretDB v1, or v2 in front of PostgreSQL."""
+        backend = self.env.get("STACK_BACKEND", "documentdb")
+        process = "ferretdb2" if backend == "documentdb" else "ferretdb"
+        pid_file = Path(self.env["STACK_DIR"]) / "pids" / f"{process}.pid"
+        if pid_file.exists():  # absent: stopped, nothing to signal
+            os.kill(int(pid_file.read_text()), signum)
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +127,7 @@ async def _client(fault_stack: FaultStack) -> AsyncIterator[AsyncMongoClient[Any
 def restore(fault_stack: FaultStack) -> Iterator[FaultStack]:
     """Whatever a test stops is running again afterwards."""
     yield fault_stack
+    fault_stack.signal_mongo(signal.SIGCONT)
     fault_stack.start("ferretdb")
     fault_stack.start("redis")
 
