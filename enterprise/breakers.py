@@ -64,10 +64,10 @@ def make_breaker(
     )
 
 
-class Circuit(pybreaker.CircuitBreakerListener):
+class Circuit:
     """A breaker for a dependency many requests wait on at once (MongoDB).
 
-    Three things pybreaker does not do:
+    Two things pybreaker does not do:
 
     * **One trial at a time.** pybreaker lets *every* call through while half-open: with 50
       requests in flight, 50 would each wait out a server selection against a server that
@@ -80,11 +80,11 @@ class Circuit(pybreaker.CircuitBreakerListener):
       `stall_s` with none finishing meanwhile, `probe` (a ping with a short timeout) is
       sent once; if it fails, the breaker opens at once. A ping that answers means the
       calls are merely slow (a long report): nothing happens.
-    * **Opening ends the waits of reads.** Calls that began before it opened would otherwise
-      wait for the server until their deadline. Those marked `abortable` (reads: no side
-      effect) are cancelled and fail with `CircuitBreakerError` like new calls. Writes are
-      left to finish or time out: once sent, the server may apply them, so a 503 ("not
-      applied") would not be true.
+
+    Calls that began before it opened are left to finish: they end when the server answers
+    again or at their deadline. Cancelling them is not safe: PyMongo 4.20 breaks its topology
+    lock when a task is cancelled in server selection ("RuntimeError: Lock is not acquired",
+    measured in tests/faults/test_outage_under_load.py).
 
     Args:
         breaker: From `make_breaker`.
@@ -107,18 +107,14 @@ class Circuit(pybreaker.CircuitBreakerListener):
         self._clock = clock or (lambda: datetime.now(UTC))
         self._monotonic = monotonic
         self._trial = False
-        # In-flight calls by ticket, oldest first: (started, task to cancel if abortable).
-        self._started: dict[int, tuple[float, asyncio.Task[Any] | None]] = {}
-        self._aborted: set[int] = set()
+        self._started: dict[int, float] = {}  # in-flight calls by ticket, oldest first
         self._tickets = itertools.count()
-        breaker.add_listener(self)
         self._last_finished = self._monotonic()
         self._probing: asyncio.Task[None] | None = None
 
     @contextmanager
-    def calling(self, *, abortable: bool = False) -> Iterator[None]:
-        """Run the block as a guarded call; `pybreaker.CircuitBreakerError` when refused, or
-        when `abortable` and the breaker opened while the block waited."""
+    def calling(self) -> Iterator[None]:
+        """Run the block as a guarded call; `pybreaker.CircuitBreakerError` when refused."""
         trial = self.breaker.current_state != pybreaker.STATE_CLOSED
         if trial and self._trial:
             raise pybreaker.CircuitBreakerError("a trial call is in flight, circuit breaker open")
@@ -128,40 +124,20 @@ class Circuit(pybreaker.CircuitBreakerListener):
         # No await between the check and the set: one task per event loop gets the trial.
         self._trial = self._trial or trial
         ticket = next(self._tickets)
-        task = asyncio.current_task() if abortable else None
-        self._started[ticket] = (now, task)
+        self._started[ticket] = now
         try:
             with self.breaker.calling():
                 yield
-        except asyncio.CancelledError:
-            # Ours alone (no deadline cancelled it too): answer as a refused call.
-            if ticket in self._aborted and task is not None and task.uncancel() == 0:
-                raise pybreaker.CircuitBreakerError(
-                    "the circuit breaker opened while this call waited"
-                ) from None
-            raise
         finally:
             del self._started[ticket]
-            self._aborted.discard(ticket)
             self._last_finished = self._monotonic()
             if trial:
                 self._trial = False
 
-    def state_change(
-        self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object
-    ) -> None:
-        if getattr(new_state, "name", None) != pybreaker.STATE_OPEN or not self._started:
-            return
-        current = asyncio.current_task()
-        for ticket, (_, task) in self._started.items():
-            if task is not None and task is not current and not task.done():
-                self._aborted.add(ticket)
-                task.cancel()
-
     def _watch(self, now: float) -> None:
         if self._probe is None or self._probing is not None or not self._started:
             return
-        oldest, _ = next(iter(self._started.values()))
+        oldest = next(iter(self._started.values()))
         if now - oldest < self._stall_s or now - self._last_finished < self._stall_s:
             return
         self._probing = asyncio.get_running_loop().create_task(self._check(now - oldest))

@@ -296,19 +296,26 @@ def free_port() -> int:
 class Server:
     """`python -m enterprise serve` as a real subprocess (granian, N workers)."""
 
-    def __init__(self, env: dict[str, str], workers: int) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], workers: int, port: int | None = None, log: Path | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self._log = log
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, "ENTERPRISE_DEV": "1", "LOG_LEVEL": "WARNING", **env}
         self._workers = workers
         self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Server:
+        # The server's log: into `log` when given (kept for reading after a run), else dropped.
+        stderr = self._log.open("wb") if self._log is not None else subprocess.DEVNULL
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "enterprise", "serve", "--port", str(self.port),
             "--workers", str(self._workers),
-            env=self._env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=self._env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
         )  # fmt: skip
+        if self._log is not None:
+            stderr.close()  # type: ignore[union-attr]  # the child has its own descriptor
         async with httpx.AsyncClient(base_url=self.base_url) as http:
             for _ in range(200):
                 try:

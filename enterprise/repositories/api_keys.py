@@ -18,11 +18,11 @@ class ApiKeysRepository(Repository):
     unique_fields = UNIQUE_FIELDS["api_keys"]
 
     async def by_hash(self, digest: str) -> dict[str, Any] | None:
-        with self._translated(read=True):
+        with self._translated():
             return await self._collection.find_one({"keyHash": digest, "revokedAt": None})
 
     async def all(self) -> list[dict[str, Any]]:
-        with self._translated(read=True):
+        with self._translated():
             cursor = self._collection.find({}, {"keyHash": 0}, sort=[("createdAt", 1)])
             return await cursor.to_list(None)
 

@@ -74,14 +74,9 @@ class Repository:
         self._count_cap = count_cap
         self._count_max_time_ms = count_max_time_ms
 
-    def _translated(self, *, read: bool = False) -> Any:
-        """`read`: no side effect, so it may be abandoned when the breaker opens."""
+    def _translated(self) -> Any:
         return translated(
-            self.collection_name,
-            self.unique_fields,
-            self._circuit,
-            self._selection_bound(),
-            read=read,
+            self.collection_name, self.unique_fields, self._circuit, self._selection_bound()
         )
 
     def _selection_bound(self) -> AbstractContextManager[Any]:
@@ -96,11 +91,11 @@ class Repository:
     async def get(
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
     ) -> Document | None:
-        with self._translated(read=True):
+        with self._translated():
             return await self._collection.find_one(scoped({"_id": document_id}, scope), projection)
 
     async def exists(self, query: Mapping[str, Any]) -> bool:
-        with self._translated(read=True):
+        with self._translated():
             return await self._collection.find_one(query, {"_id": 1}) is not None
 
     async def by_ids(
@@ -109,7 +104,7 @@ class Repository:
         """One `$in` round trip for a batch of ids (DataLoader style, never N+1)."""
         if not ids:
             return {}
-        with self._translated(read=True):
+        with self._translated():
             cursor = self._collection.find(scoped({"_id": {"$in": list(ids)}}, scope), projection)
             return {doc["_id"]: doc async for doc in cursor}
 
@@ -129,7 +124,7 @@ class Repository:
         if after is not None:
             keyset = keyset_filter(order, after)
             conditions = {"$and": [conditions, keyset]} if conditions else keyset
-        with self._translated(read=True):
+        with self._translated():
             cursor = self._collection.find(
                 conditions, projection, sort=list(order), limit=limit + 1
             )
@@ -152,7 +147,7 @@ class Repository:
         at its timeout.
         """
         # Not bounded by the server selection timeout: that would bound the whole export.
-        with translated(self.collection_name, self.unique_fields, self._circuit, read=True):
+        with translated(self.collection_name, self.unique_fields, self._circuit):
             cursor = self._collection.find(query, projection, sort=list(sort))
             cursor.batch_size(batch_size)
             # to_list takes what the server sent in one step; iterating the cursor would
@@ -173,11 +168,11 @@ class Repository:
     async def count(self, query: Mapping[str, Any], exact: bool) -> tuple[int | None, bool]:
         """(value, exact). Unfiltered estimates read metadata; filtered ones stop at the cap."""
         if exact or not query:
-            with self._translated(read=True):
+            with self._translated():
                 if exact:
                     return await self._collection.count_documents(query), True
                 return await self._collection.estimated_document_count(), False
-        with self._translated(read=True):
+        with self._translated():
             try:
                 # pymongo.timeout sends maxTimeMS and also stops waiting itself, so the bound
                 # holds even on a server that ignores maxTimeMS (FerretDB v1 does).
@@ -308,7 +303,7 @@ class Repository:
             return current
 
     async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[Document]:
-        with self._translated(read=True):
+        with self._translated():
             cursor = await self._collection.aggregate(pipeline)
             return await cursor.to_list(None)
 

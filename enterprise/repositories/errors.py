@@ -56,23 +56,25 @@ def translated(
     unique_fields: Mapping[str, str],
     circuit: Circuit | None = None,
     bound: AbstractContextManager[Any] | None = None,
-    *,
-    read: bool = False,
 ) -> Iterator[None]:
     """Run driver calls, through `circuit` when given and within `bound`; re-raise their
     failures as the domain errors the API promises. While the circuit is open, fail at once
-    with 503 and the seconds until the next trial as `Retry-After`; a `read` still waiting
-    when it opens fails so too (a write may already be applied: it is left to finish)."""
-    guarded = circuit.calling(abortable=read) if circuit is not None else nullcontext()
+    with 503 and the seconds until the next trial as `Retry-After`."""
+    guarded = circuit.calling() if circuit is not None else nullcontext()
+    tried = False
     try:
         with guarded, bound or nullcontext():
+            tried = True
             yield
     except pybreaker.CircuitBreakerError as ex:
         assert circuit is not None
-        raise Unavailable(
-            "the database is unavailable (circuit breaker open); the request was not applied",
-            retry_after=circuit.retry_after(),
-        ) from ex
+        # Tried and failed (the failure that tripped it, a failed trial), or refused untried.
+        detail = (
+            "the database is unavailable"
+            if tried
+            else ("the database is unavailable (circuit breaker open); the request was not applied")
+        )
+        raise Unavailable(detail, retry_after=circuit.retry_after()) from ex
     except DuplicateKeyError as ex:
         details = ex.details or {}
         name = str(details.get("errmsg", ""))

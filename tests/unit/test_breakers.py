@@ -77,38 +77,3 @@ async def test_a_disabled_breaker_never_opens_and_has_no_probe() -> None:
         with pytest.raises(ConnectionError), breaker.calling():
             raise ConnectionError("refused")
     assert breaker.current_state == "closed"
-
-
-async def test_opening_ends_the_waits_of_reads_and_leaves_writes_to_finish() -> None:
-    circuit = Circuit(make_breaker("t", failure_threshold=5, reset_timeout=60))
-    release = asyncio.Event()
-
-    async def waiting(abortable: bool) -> str:
-        with circuit.calling(abortable=abortable):
-            await release.wait()
-        return "finished"
-
-    read = asyncio.ensure_future(waiting(abortable=True))
-    write = asyncio.ensure_future(waiting(abortable=False))
-    await asyncio.sleep(0)
-    circuit.breaker.open()  # e.g. a ping failed while they waited
-    with pytest.raises(pybreaker.CircuitBreakerError, match="opened while this call waited"):
-        await read
-    assert not write.done()
-    release.set()
-    assert await write == "finished"
-
-
-async def test_a_deadline_cancelling_an_aborted_read_still_cancels_it() -> None:
-    circuit = Circuit(make_breaker("t", failure_threshold=5, reset_timeout=60))
-
-    async def read() -> None:
-        with circuit.calling(abortable=True):
-            await asyncio.Event().wait()
-
-    task = asyncio.ensure_future(read())
-    await asyncio.sleep(0)
-    task.cancel()  # the request's own deadline
-    circuit.breaker.open()
-    with pytest.raises(asyncio.CancelledError):
-        await task
