@@ -28,6 +28,8 @@ class _LogTransitions(pybreaker.CircuitBreakerListener):
     def state_change(
         self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object
     ) -> None:
+        if getattr(old_state, "name", old_state) == getattr(new_state, "name", new_state):
+            return  # re-opened by a call that began before it opened and failed since
         logger.warning(
             "circuit breaker %s: %s -> %s",
             cb.name,
