@@ -136,6 +136,12 @@ class Circuit:
             if trial:
                 self._trial = False
 
+    def admit(self) -> None:
+        """Refuse while not closed, without holding a call: for a call too long to be the
+        trial (an export would hold every other call refused until it ended)."""
+        if self.breaker.current_state != pybreaker.STATE_CLOSED:
+            raise pybreaker.CircuitBreakerError("circuit breaker open")
+
     def _watch(self, now: float) -> None:
         if self._probe is None or self._probing is not None or not self._started:
             return

@@ -146,8 +146,10 @@ class Repository:
         generator early (a client gone mid-export) closes the server-side cursor at once, not
         at its timeout.
         """
-        # Not bounded by the server selection timeout: that would bound the whole export.
-        with translated(self.collection_name, self.unique_fields, self._circuit):
+        # Refused while the breaker is open, but not held as one call: a stream lasts minutes
+        # and would hold the trial. Nor bounded by the server selection timeout: that would
+        # bound the whole export.
+        with translated(self.collection_name, self.unique_fields, self._circuit, hold=False):
             cursor = self._collection.find(query, projection, sort=list(sort))
             cursor.batch_size(batch_size)
             # to_list takes what the server sent in one step; iterating the cursor would

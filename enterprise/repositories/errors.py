@@ -56,13 +56,18 @@ def translated(
     unique_fields: Mapping[str, str],
     circuit: Circuit | None = None,
     bound: AbstractContextManager[Any] | None = None,
+    *,
+    hold: bool = True,
 ) -> Iterator[None]:
     """Run driver calls, through `circuit` when given and within `bound`; re-raise their
     failures as the domain errors the API promises. While the circuit is open, fail at once
-    with 503 and the seconds until the next trial as `Retry-After`."""
-    guarded = circuit.calling() if circuit is not None else nullcontext()
+    with 503 and the seconds until the next trial as `Retry-After`. `hold=False`: only
+    refused while open; the outcome is not counted (a stream of any length)."""
+    guarded = circuit.calling() if circuit is not None and hold else nullcontext()
     tried = False
     try:
+        if circuit is not None and not hold:
+            circuit.admit()
         with guarded, bound or nullcontext():
             tried = True
             yield

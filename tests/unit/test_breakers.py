@@ -77,3 +77,12 @@ async def test_a_disabled_breaker_never_opens_and_has_no_probe() -> None:
         with pytest.raises(ConnectionError), breaker.calling():
             raise ConnectionError("refused")
     assert breaker.current_state == "closed"
+
+
+def test_admit_refuses_while_open_and_holds_no_call() -> None:
+    breaker = make_breaker("t", failure_threshold=1, reset_timeout=60)
+    circuit = Circuit(breaker)
+    circuit.admit()  # closed: admitted
+    breaker.open()
+    with pytest.raises(pybreaker.CircuitBreakerError):
+        circuit.admit()
