@@ -8,9 +8,12 @@ import uuid
 from typing import Any
 
 import pytest
+import redis.asyncio
 
+from enterprise.breakers import Circuit, make_breaker
 from enterprise.errors import DeadlineExceeded, Unavailable
 from enterprise.guard import WriteGuard
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +64,28 @@ async def test_a_busy_document_refuses_after_the_wait(redis_client: Any) -> None
         with pytest.raises(Unavailable):
             async with other.hold("clinics", "doc-3"):
                 pass
+
+
+async def test_the_lock_goes_through_the_redis_breaker_and_refuses_while_it_is_open() -> None:
+    """Redis unreachable (a port nobody listens on), two workers: each write is refused with
+    503, never made unguarded; once the Redis breaker is open, at once and without a Redis
+    call, with Retry-After until its next trial."""
+    unreachable = redis.asyncio.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.1, socket_connect_timeout=0.1
+    )
+    breaker = make_breaker("redis-guard-test", failure_threshold=2, reset_timeout=30)
+    guard = _guard(unreachable, circuit=Circuit(breaker))
+    entered = 0
+    causes = []
+    for _ in range(4):
+        with pytest.raises(Unavailable) as refused:
+            async with guard.hold("clinics", "doc-4"):
+                entered += 1
+        causes.append(type(refused.value.__cause__).__name__)
+    await unreachable.aclose()
+    assert entered == 0  # no write ran unguarded
+    assert causes[0] == "ConnectionError"
+    assert causes[2:] == ["CircuitBreakerError", "CircuitBreakerError"]
+    assert breaker.current_state == "open"
+    assert 29 <= refused.value.retry_after <= 30
+    assert guard.refused == 4
