@@ -103,9 +103,9 @@ async def _load(
         if response is not None:
             answer.status = response.status_code
             answer.refused = response.status_code == 503 and "circuit breaker open" in response.text
+            # X-Cache: stale (stale-while-revalidate) or a Cache-Status (RFC 9211) naming it.
             answer.stale = response.headers.get("x-cache") == "stale" or (
-                "cache-status" in response.headers
-                and "fwd=stale" in response.headers["cache-status"]
+                "stale" in response.headers.get("cache-status", "").lower()
             )
         out.append(answer)
         return response
