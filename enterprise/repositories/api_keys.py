@@ -31,7 +31,7 @@ class ApiKeysRepository(Repository):
     ) -> dict[str, Any] | None:
         """Revoke an active key still at `version`; the key as revoked, or None when it was
         revoked or changed meanwhile. (No projection: FerretDB v1 refuses one here.)"""
-        with self._translated():
+        with self._translated(write=True):
             return await self._collection.find_one_and_update(
                 # A key written before versions existed has none: version 0 matches it.
                 {"_id": key_id, "revokedAt": None, "version": version or None},

@@ -74,9 +74,14 @@ class Repository:
         self._count_cap = count_cap
         self._count_max_time_ms = count_max_time_ms
 
-    def _translated(self) -> Any:
+    def _translated(self, *, write: bool = False) -> Any:
+        """`write`: a lost connection leaves the outcome unknown (504), not refused (503)."""
         return translated(
-            self.collection_name, self.unique_fields, self._circuit, self._selection_bound()
+            self.collection_name,
+            self.unique_fields,
+            self._circuit,
+            self._selection_bound(),
+            write=write,
         )
 
     def _selection_bound(self) -> AbstractContextManager[Any]:
@@ -197,7 +202,7 @@ class Repository:
         if journal is not None:
             stored.update(await journal(stored))
         try:
-            with self._translated():
+            with self._translated(write=True):
                 await self._collection.insert_one(stored)
         except Conflict as ex:
             culprit = None if ex.field else await self._unique_culprit(stored)
@@ -264,7 +269,7 @@ class Repository:
                     if to_unset:
                         update["$unset"] = dict.fromkeys(to_unset, "")
                     try:
-                        with self._translated():
+                        with self._translated(write=True):
                             updated = await self._collection.find_one_and_update(
                                 scoped({"_id": document_id, "version": current["version"]}, scope),
                                 update,
@@ -296,7 +301,7 @@ class Repository:
             if current is None:
                 raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
             check(current)
-            with self._translated():
+            with self._translated(write=True):
                 result = await self._collection.delete_one(
                     scoped({"_id": document_id, "version": current["version"]}, scope)
                 )
@@ -311,6 +316,6 @@ class Repository:
 
     async def insert_many(self, documents: list[Document]) -> int:
         """Bulk unordered insert (seeding); returns how many landed."""
-        with self._translated():
+        with self._translated(write=True):
             result = await self._collection.insert_many(documents, ordered=False)
         return len(result.inserted_ids)

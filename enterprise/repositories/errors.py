@@ -50,6 +50,18 @@ def is_outage(ex: BaseException) -> bool:
     return isinstance(ex, PyMongoError) and ex.timeout
 
 
+def _maybe_sent(ex: BaseException | None) -> bool:
+    """A failure after which a write may have reached the server (all but server selection)."""
+    return isinstance(ex, PyMongoError) and not isinstance(ex, ServerSelectionTimeoutError)
+
+
+def _unknown_outcome() -> DeadlineExceeded:
+    return DeadlineExceeded(
+        "the connection to the database was lost while the write was in flight: its outcome "
+        "is unknown; re-read the document (its version tells) before retrying"
+    )
+
+
 @contextmanager
 def translated(
     collection: str,
@@ -58,11 +70,17 @@ def translated(
     bound: AbstractContextManager[Any] | None = None,
     *,
     hold: bool = True,
+    write: bool = False,
 ) -> Iterator[None]:
     """Run driver calls, through `circuit` when given and within `bound`; re-raise their
     failures as the domain errors the API promises. While the circuit is open, fail at once
     with 503 and the seconds until the next trial as `Retry-After`. `hold=False`: only
-    refused while open; the outcome is not counted (a stream of any length)."""
+    refused while open; the outcome is not counted (a stream of any length).
+
+    `write`: a connection lost once a write may have been sent leaves its outcome unknown:
+    504 (re-read before retrying, as after any gateway timeout), never 503, which promises
+    the write was not applied. Only a write that never reached a server is a 503.
+    """
     guarded = circuit.calling() if circuit is not None and hold else nullcontext()
     tried = False
     try:
@@ -74,6 +92,8 @@ def translated(
     except pybreaker.CircuitBreakerError as ex:
         assert circuit is not None
         # Tried and failed (the failure that tripped it, a failed trial), or refused untried.
+        if tried and write and _maybe_sent(ex.__context__):
+            raise _unknown_outcome() from ex
         detail = (
             "the database is unavailable"
             if tried
@@ -112,6 +132,8 @@ def translated(
             raise DeadlineExceeded(
                 "the database did not answer within the request deadline"
             ) from ex
+        if write:
+            raise _unknown_outcome() from ex
         raise Unavailable("the database is unavailable", retry_after=2) from ex
     except PyMongoError as ex:
         if ex.timeout:

@@ -170,3 +170,15 @@ async def test_open_breaker_answers_503_with_retry_after_and_readiness_shows_it(
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["breakers"] == {"redis": "closed", "mongodb": "open"}
+
+
+async def test_a_write_that_never_reached_a_server_is_503_and_refused_ones_too(
+    nobody: AsyncMongoClient[Any],
+) -> None:
+    """Server selection failed: the write was never sent, so 503 ("not applied") is true."""
+    circuit = _circuit()
+    organizations = _organizations(nobody, "breaker", circuit)
+    for _ in range(THRESHOLD + 1):
+        with pytest.raises(Unavailable):
+            await organizations.insert({"name": "never sent"})
+    assert circuit.breaker.current_state == "open"
