@@ -5,8 +5,8 @@ Figures printed (`-s`), the safety ones always asserted: no acknowledged write l
 2xx write is in the database with the version its ETag announced), no write answered 503
 applied, no 500. Fast 503s (refused by the open breaker, untried) must cost no more than
 twice a cache hit's P99 in the same run, or 100 ms (the goal), whichever is more: on a
-loaded machine both carry the same queueing (with FerretDB alone stopped; with Redis down
-too, a refused read may first wait for the request computing its key: recorded).
+loaded machine both carry the same queueing (on the full run, FerretDB alone stopped; with
+Redis down too, a refused read may first wait for the request computing its key: recorded).
 Recovery < 10 s is asserted on the full run, `FAULT_FULL=1` (60 s of load, a 15 s outage);
 the default run (20 s, 6 s) keeps CI short and allows 20 s.
 
@@ -309,7 +309,7 @@ async def test_outage_under_load(
     assert applied_503 == 0
     assert not [key for key in statuses if key[1] == 500], statuses
     assert refused, "the breaker never refused a call"
-    if "redis" not in stopped:
+    if FULL and "redis" not in stopped:  # the 20 s CI run is too short a sample: recorded
         # With Redis down too, a cached read that misses may first wait for the request
         # computing its key (single flight) before being refused: recorded, not asserted.
         assert _p(refused, 0.99) < max(0.1, 2 * _p(hits, 0.99))
