@@ -22,6 +22,7 @@ from enterprise.cache import CacheTargets, ResponseCache
 from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard
+from enterprise.hot import HotReads, fixed
 from enterprise.metrics import Metrics
 from enterprise.ratelimit import RateLimiter, Rules
 from enterprise.repositories.api_keys import ApiKeysRepository
@@ -66,15 +67,15 @@ from enterprise.settings import Settings
 from enterprise.telemetry import Telemetry
 from middleware.auth import AuthMiddleware
 from middleware.budgets import BudgetMiddleware, BudgetTracker, RequestObserver
-from middleware.compression import CompressionMiddleware
+from middleware.compression import CompressionMiddleware, encoded_forms
 from middleware.conditional import ConditionalMiddleware
 from middleware.cors import CORSMiddleware
 from middleware.deadline import DeadlineMiddleware
 from middleware.disconnect import DisconnectMiddleware
+from middleware.hot_path import HotPathMiddleware
 from middleware.inflight import InFlightMiddleware
 from middleware.query_limits import QueryLimitMiddleware
 from middleware.rate_limit import RateLimitMiddleware
-from middleware.request_context import RequestContextMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 
@@ -114,6 +115,8 @@ class Lifecycle:
             )
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self._state.hot_path is not None:
+            await self._state.hot_path.aclose()  # background refreshes use the clients
         await self._state.telemetry.stop()
         if self._state.metrics is not None:
             self._state.metrics.worker_exited()
@@ -163,6 +166,7 @@ class AppState:
         self.capabilities: ServerCapabilities | None = None
         # (template, resource) as routed; /openapi.json is generated from it.
         self.routes: list[tuple[str, object]] = []
+        self.hot_path: HotPathMiddleware | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -199,6 +203,20 @@ def after_write_for(settings: Settings, cache: ResponseCache, audit: AuditTrail)
     elif settings.test_fault_crash == "after-write":
         observers.append(faults.CrashAfterWrite())
     return AfterWrite([*observers, audit], journal=journal)
+
+
+def driver_share(seconds: float) -> float:
+    """The driver's share of a request's deadline: all but 5% of it, and at least 0.25 s
+    (at most 1 s) less, but never under half. The driver then gives up first (maxTimeMS,
+    server selection) and the request ends in the app, as a 504 or 503 problem that is
+    recorded like any answer and that stale-if-error can replace with a stored entry; the
+    outer cancel at 100% stays the backstop for work that is not the driver's."""
+    margin = min(1.0, max(0.25, seconds * 0.05))
+    return max(seconds - margin, seconds / 2)
+
+
+def driver_timeout(seconds: float) -> Any:
+    return operation_timeout(driver_share(seconds))
 
 
 def open_redis(settings: Settings) -> redis.asyncio.Redis:
@@ -264,6 +282,8 @@ def create_app(
         local_max_entries=settings.cache_local_max_entries,
         degraded_ttl=settings.cache_local_ttl,
         stale_seconds=settings.cache_stale_seconds,
+        stale_if_error_seconds=settings.stale_if_error_seconds,
+        ttl_jitter=settings.cache_ttl_jitter,
         namespace=settings.mongodb_database,
         generation_lease_s=settings.cache_generation_lease_ms / 1000,
     )
@@ -362,7 +382,20 @@ def create_app(
             else []
         ),
         ConditionalMiddleware(targets.describe, require_if_match=settings.require_if_match),
-        ResponseCacheMiddleware(cache, targets.describe),
+        ResponseCacheMiddleware(
+            cache,
+            targets.describe,
+            encode=lambda body: encoded_forms(
+                body,
+                minimum_size=settings.compression_min_bytes,
+                brotli_quality=settings.brotli_quality,
+                gzip_level=settings.gzip_level,
+            ),
+            # The hot path (built below, outside Falcon) replays requests in the background.
+            refresh=lambda scope, key: (
+                state.hot_path.refresh(scope, key) if state.hot_path is not None else None
+            ),
+        ),
     ]
     app: falcon.asgi.App[Any, Any] = falcon.asgi.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
@@ -420,10 +453,12 @@ def create_app(
     )
 
     # Outside Falcon, on raw ASGI, outermost first: the request id and Server-Timing wrap
-    # everything; security headers and CORS apply to every answer, preflights answered
-    # before any work; the deadline bounds all work inside it (pymongo gets maxTimeMS for what
-    # is left); a streamed response stops when its client leaves (the disconnect surfaces
-    # as a failed send, through compression, to the stream); compression sees the final body.
+    # everything; security headers and CORS apply to every answer (hot ones included),
+    # preflights answered before any work; inside them the hot path answers cache hits, their
+    # 304s and /health/live before any other layer runs; the deadline bounds all work inside
+    # it (pymongo gets maxTimeMS for what is left); a streamed response stops when its client
+    # leaves (the disconnect surfaces as a failed send, through compression, to the stream);
+    # compression sees the final body.
     wrapped: ASGIApp = CompressionMiddleware(
         app,
         minimum_size=settings.compression_min_bytes,
@@ -432,7 +467,29 @@ def create_app(
     )
     wrapped = DisconnectMiddleware(wrapped)
     wrapped = DeadlineMiddleware(
-        wrapped, timeout_for=deadline_for(settings), scope_factory=operation_timeout
+        wrapped, timeout_for=deadline_for(settings), scope_factory=driver_timeout
+    )
+    hot_reads = HotReads(
+        keys,
+        targets,
+        cache,
+        budgets,
+        observers,
+        refresh_ahead=settings.cache_refresh_ahead,
+        static={
+            "/health/live": fixed(
+                "/health/live", health.Live.budget_class, health.LIVE_BODY, health.LIVE_HEADERS
+            )
+        },
+        allow=limiter.allow if settings.rate_limit_enabled else None,
+        exempt_prefixes=RATE_LIMIT_EXEMPT,
+    )
+    wrapped = state.hot_path = HotPathMiddleware(
+        wrapped,
+        find=hot_reads.find,
+        record=hot_reads.record,
+        before_hit=hot_reads.before_hit,
+        max_refreshes=settings.cache_refresh_concurrency,
     )
     if settings.cors_origin_list:  # a preflight is answered here, before any app work
         wrapped = CORSMiddleware(
@@ -441,9 +498,8 @@ def create_app(
             allow_credentials=settings.cors_allow_credentials,
             max_age=settings.cors_max_age,
         )
-    # Every answer, preflights and the deadline's 504s included.
+    # Every answer, preflights, hot answers and the deadline's 504s included.
     wrapped = SecurityHeadersMiddleware(wrapped, hsts_seconds=settings.hsts_seconds)
-    wrapped = RequestContextMiddleware(wrapped)
     if metrics is not None:
         # Outermost: a request is in flight from its first byte to its last.
         wrapped = InFlightMiddleware(wrapped, telemetry.track_inflight)

@@ -8,7 +8,11 @@
   A worker then sees its own writes at once; other workers' writes become visible when the
   degraded entry expires (`CACHE_LOCAL_TTL`, 2 s by default). When Redis answers again,
   the worker bumps a global epoch, so nothing cached before or during the outage is served.
-* Entries store the serialised body with its ETag and headers: a hit does no JSON work.
+* Entries store the serialised body with its ETag and headers, and its br and gzip forms
+  made once when it is stored: a hit does no JSON and no compression work.
+* Entries outlive their TTL by the stale windows: past the TTL an entry is served while one
+  background refresh per worker replaces it (stale-while-revalidate), and while MongoDB
+  fails (stale-if-error). TTLs are jittered so entries stored together expire apart.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import struct
 import time
 from collections import OrderedDict
@@ -46,16 +51,37 @@ class Entry:
     headers: list[tuple[str, str]]
     stored_at: float
     ttl: float
+    # Content coding ("br", "gzip") -> the body in that coding, made once when stored.
+    forms: dict[str, bytes] = field(default_factory=dict)
+    # Not stored: what the hot path made of it, per coding (middleware/hot_path.py).
+    prepared: dict[str | None, Any] = field(default_factory=dict)
 
     def dump(self) -> bytes:
-        meta = orjson.dumps([self.etag, self.content_type, self.headers, self.stored_at, self.ttl])
-        return _HEADER.pack(len(meta)) + meta + self.body
+        codings = list(self.forms)
+        meta = orjson.dumps(
+            [
+                self.etag,
+                self.content_type,
+                self.headers,
+                self.stored_at,
+                self.ttl,
+                [[coding, len(self.forms[coding])] for coding in codings],
+            ]
+        )
+        return b"".join(
+            [_HEADER.pack(len(meta)), meta, *(self.forms[c] for c in codings), self.body]
+        )
 
     @classmethod
     def load(cls, raw: bytes) -> Entry:
         (size,) = _HEADER.unpack_from(raw)
-        etag, content_type, headers, stored_at, ttl = orjson.loads(raw[4 : 4 + size])
-        return cls(raw[4 + size :], etag, content_type, [tuple(h) for h in headers], stored_at, ttl)
+        etag, content_type, headers, stored_at, ttl, sizes = orjson.loads(raw[4 : 4 + size])
+        at = 4 + size
+        forms = {}
+        for coding, length in sizes:
+            forms[coding] = raw[at : at + length]
+            at += length
+        return cls(raw[at:], etag, content_type, [tuple(h) for h in headers], stored_at, ttl, forms)
 
 
 class LocalLRU:
@@ -129,6 +155,8 @@ class ResponseCache:
         local_max_entries: int = 5000,
         degraded_ttl: float = 2.0,
         stale_seconds: float = 30.0,
+        stale_if_error_seconds: float = 0.0,
+        ttl_jitter: float = 0.0,
         clock: Callable[[], float] = time.time,
         namespace: str = "enterprise",
         generation_lease_s: float = 0.0,
@@ -136,7 +164,9 @@ class ResponseCache:
         self.enabled = enabled
         # Several deployments (or test databases) may share one Redis.
         self._gen = f"gen:{namespace}:"
-        self._entry = f"cache:{namespace}:"
+        # The entry layout's version is part of the key: workers of an older layout (a
+        # rolling deploy) never read an entry they cannot parse, nor write one we cannot.
+        self._entry = f"cache:v2:{namespace}:"
         self._epoch = f"{self._gen}~epoch"
         self._sequence = f"{self._gen}~seq"  # every write increments it last (leases.py)
         self._redis = redis
@@ -145,6 +175,10 @@ class ResponseCache:
         self._local_generations: dict[str, int] = {}
         self._degraded_ttl = degraded_ttl
         self.stale_seconds = stale_seconds
+        self.stale_if_error_seconds = stale_if_error_seconds
+        # An entry is kept this long past its TTL: for either stale window.
+        self._retained = max(stale_seconds, stale_if_error_seconds)
+        self._ttl_jitter = ttl_jitter
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self._needs_epoch_bump = False
@@ -306,7 +340,7 @@ class ResponseCache:
         entry = Entry.load(raw)
         now = self._clock()
         self._local.put(
-            key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl + self.stale_seconds)
+            key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl) + self._retained
         )
         return entry
 
@@ -317,8 +351,8 @@ class ResponseCache:
         if key.startswith("l:"):
             self._local.put(key, entry, entry.stored_at + min(entry.ttl, self._degraded_ttl))
             return
-        self._local.put(key, entry, entry.stored_at + entry.ttl)
-        ttl_ms = int((entry.ttl + self.stale_seconds) * 1000)
+        self._local.put(key, entry, entry.stored_at + entry.ttl + self._retained)
+        ttl_ms = int((entry.ttl + self._retained) * 1000)
         await self._redis_call(lambda r: r.set(self._entry + key, entry.dump(), px=ttl_ms))
 
     def now(self) -> float:
@@ -345,8 +379,11 @@ class ResponseCache:
         content_type: str,
         headers: list[tuple[str, str]],
         ttl: float,
+        forms: dict[str, bytes] | None = None,
     ) -> Entry:
-        return Entry(body, etag, content_type, headers, self._clock(), ttl)
+        if self._ttl_jitter:
+            ttl *= 1.0 - random.random() * self._ttl_jitter
+        return Entry(body, etag, content_type, headers, self._clock(), ttl, forms or {})
 
     # -- single flight ----------------------------------------------------------------
 
@@ -412,6 +449,11 @@ class _Plan:
     keys: tuple[str, ...]
     ttl: float
     is_list: bool
+    # For answering a GET before Falcon runs (enterprise/hot.py): how the route is recorded.
+    template: str
+    route: str
+    route_class: str
+    kind: str
     token: str | None = None
     target: CacheTarget | None = None
 
@@ -468,6 +510,11 @@ class CacheTargets:
         context.cache_target = target
         return target
 
+    def known(self, cache_scope: str, path: str, query_string: str) -> _Plan | None:
+        """The plan of a route a request has already been through, with no await and no
+        policy call; None for a route not seen yet or not cacheable."""
+        return self._plans.get((cache_scope, path, query_string))
+
     def _plan(
         self, route: Route, req: Any, resource: object, params: dict[str, Any]
     ) -> _Plan | None:
@@ -476,7 +523,16 @@ class CacheTargets:
         plan = None
         if decided is not None:
             names, ttl, is_list = decided
-            plan = _Plan(names, self._cache.generation_keys(names), float(ttl), is_list)
+            plan = _Plan(
+                names,
+                self._cache.generation_keys(names),
+                float(ttl),
+                is_list,
+                template=req.uri_template,
+                route=f"GET {req.uri_template}",
+                route_class=getattr(resource, "budget_class", "default"),
+                kind=getattr(resource, "cache_kind", "other"),
+            )
         if len(self._plans) >= self._max_remembered:
             self._plans = {}
         self._plans[route] = plan

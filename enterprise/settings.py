@@ -64,6 +64,19 @@ class Settings:
     cache_ttl_list: int = 30
     cache_ttl_stats: int = 120
     cache_stale_seconds: int = 30
+    # A hit in the last fraction of its TTL refreshes the entry in the background (one
+    # refresh per key per worker), so a key being read never expires under its readers.
+    cache_refresh_ahead: float = 0.2
+    # Background refreshes running at once per worker, at most: entries that come due
+    # together are recomputed a few at a time while they go on answering.
+    cache_refresh_concurrency: int = 4
+    # TTLs are shortened by a random fraction up to this, so entries stored together (a
+    # warm-up, a deploy) do not all expire in the same second.
+    cache_ttl_jitter: float = 0.1
+    # A refresh (or a miss with an expired entry) that fails with 503/504 (MongoDB down, its
+    # breaker open, its deadline passed) serves the expired entry up to this long past its
+    # TTL, marked `Cache-Status: ...; fwd=stale; fwd-status=503`.
+    stale_if_error_seconds: int = 300
     cache_local_max_entries: int = 5000
     cache_local_ttl: float = 2.0
     # Generation counters may be reused this long; every write waits it out before its
@@ -213,6 +226,12 @@ class Settings:
             raise SettingsError("GZIP_LEVEL must be 1..9")
         if not 0 <= self.cache_generation_lease_ms <= 1000:
             raise SettingsError("CACHE_GENERATION_LEASE_MS must be 0..1000")
+        if not 0 <= self.cache_refresh_ahead < 1:
+            raise SettingsError("CACHE_REFRESH_AHEAD must be 0..1 (a fraction of the TTL)")
+        if self.cache_refresh_concurrency < 1:
+            raise SettingsError("CACHE_REFRESH_CONCURRENCY must be at least 1")
+        if not 0 <= self.cache_ttl_jitter < 1:
+            raise SettingsError("CACHE_TTL_JITTER must be 0..1 (a fraction of the TTL)")
         if self.workers < 1:
             raise SettingsError("WORKERS must be at least 1")
         try:

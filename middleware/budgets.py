@@ -17,6 +17,7 @@ import falcon.asgi
 
 from middleware.histogram import SlidingLatency, Window
 from middleware.request_context import current_timings, record_timing
+from middleware.response_cache import REFRESH
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,8 @@ class BudgetMiddleware:
     ) -> None:
         started: float | None = req.context.get("budget_started")
         if started is None:  # process_request did not run (an earlier middleware raised)
+            return
+        if req.scope.get(REFRESH):  # a background refresh, which no client waits for
             return
         if status is not None:
             resp.status = status  # what the client got instead of this response

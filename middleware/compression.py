@@ -101,9 +101,34 @@ def negotiate(accept_encoding: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _negotiated(raw_accept: bytes | None) -> str | None:
+def negotiated(raw_accept: bytes | str | None) -> str | None:
     """`negotiate` per raw header value: clients send the same few values over and over."""
-    return negotiate(raw_accept.decode("latin-1") if raw_accept is not None else None)
+    if isinstance(raw_accept, bytes):
+        return negotiate(raw_accept.decode("latin-1"))
+    return negotiate(raw_accept)
+
+
+def encoded_forms(
+    body: bytes, *, minimum_size: int, brotli_quality: int, gzip_level: int
+) -> dict[str, bytes]:
+    """Each supported coding of `body` that is smaller than it; none below `minimum_size`.
+
+    Made once when a response is stored in the cache, so its hits never compress again.
+    """
+    if len(body) < minimum_size:
+        return {}
+    began = time.perf_counter()
+    forms = {
+        "br": brotli.compress(body, mode=brotli.MODE_TEXT, quality=brotli_quality),
+        "gzip": gzip.compress(body, compresslevel=gzip_level, mtime=0),
+    }
+    record_timing("compress", (time.perf_counter() - began) * 1000.0)
+    return {coding: form for coding, form in forms.items() if len(form) < len(body)}
+
+
+def coded_etag(etag: str, coding: str) -> str:
+    """The validator of the `coding` form of the representation tagged `etag`."""
+    return _suffixed_etag(etag.encode("latin-1"), coding).decode("latin-1")
 
 
 # ASGI header names are lower-case, in requests and in responses (ASGI HTTP spec).
@@ -176,7 +201,7 @@ class CompressionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        encoding = _negotiated(_header(scope.get("headers", ()), b"accept-encoding"))
+        encoding = negotiated(_header(scope.get("headers", ()), b"accept-encoding"))
         is_head = scope.get("method") == "HEAD"
         start: Message | None = None
         chunks: list[bytes] = []

@@ -57,7 +57,11 @@ def matching_tag(tags: list[str], current: str) -> str | None:
 
 def revalidation(req: Request, current: str) -> str | None:
     """The tag to answer 304 with, if the request's If-None-Match matches `current`."""
-    value = req.get_header("If-None-Match")
+    return if_none_match(req.get_header("If-None-Match"), current)
+
+
+def if_none_match(value: str | None, current: str) -> str | None:
+    """The tag to answer 304 with, if an If-None-Match `value` matches `current`."""
     if value is None:
         return None
     if value == current:  # the usual case: the one tag we sent, echoed back as it was

@@ -93,5 +93,13 @@ class RateLimitMiddleware:
     ) -> None:
         decision = req.context.get("rate_limit")
         if decision is not None:
-            resp.set_header("RateLimit-Policy", decision.policy)
-            resp.set_header("RateLimit", f'"default";r={decision.remaining};t={decision.reset_s}')
+            for name, value in headers_for(decision):
+                resp.set_header(name, value)
+
+
+def headers_for(decision: Any) -> list[tuple[str, str]]:
+    """The RateLimit headers of an allowed request (also sent on hot-path hits)."""
+    return [
+        ("RateLimit-Policy", decision.policy),
+        ("RateLimit", f'"default";r={decision.remaining};t={decision.reset_s}'),
+    ]

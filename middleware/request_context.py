@@ -9,10 +9,11 @@ the compression wrapper with ``"compress"``, and log formatting reads
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,6 +31,26 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 _REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+class _RequestIds:
+    """New request ids: 32 hex digits, a random per-process prefix and a counter. Unique
+    like a uuid4 within any realistic fleet, without a getrandom call and a UUID object per
+    request; a forked worker draws its own prefix."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_new_request_id = _RequestIds().new
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _timings: ContextVar[RequestTimings | None] = ContextVar("request_timings", default=None)
@@ -103,7 +124,8 @@ def record_timing(kind: str, ms: float) -> None:
         timings.add(kind, ms)
 
 
-def _incoming_request_id(scope: Scope) -> str:
+def incoming_request_id(scope: Scope) -> str:
+    """The client's X-Request-Id when it is valid, else a new one."""
     for name, value in scope.get("headers", ()):
         if name == _REQUEST_ID_HEADER:
             # Only the first header counts; an invalid one is replaced, never echoed, so a
@@ -111,7 +133,7 @@ def _incoming_request_id(scope: Scope) -> str:
             if _VALID_REQUEST_ID.fullmatch(value):
                 return bytes(value).decode("ascii")
             break
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 class RequestContextMiddleware:
@@ -129,9 +151,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.call_app(scope, receive, send, incoming_request_id(scope), RequestTimings())
 
-        request_id = _incoming_request_id(scope)
-        timings = RequestTimings()
+    async def call_app(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, timings: RequestTimings
+    ) -> None:
+        """Run the inner app for one HTTP request with this id and these timings."""
         id_token = _request_id.set(request_id)
         timings_token = _timings.set(timings)
 
@@ -152,3 +177,22 @@ class RequestContextMiddleware:
         finally:
             _timings.reset(timings_token)
             _request_id.reset(id_token)
+
+
+class bound_context:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
+    """Make `request_id` and `timings` the current request's for the `with` block: for code
+    that answers a request without running the inner app (middleware/hot_path.py)."""
+
+    __slots__ = ("_id_token", "_request_id", "_timings", "_timings_token")
+
+    def __init__(self, request_id: str, timings: RequestTimings) -> None:
+        self._request_id = request_id
+        self._timings = timings
+
+    def __enter__(self) -> None:
+        self._id_token = _request_id.set(self._request_id)
+        self._timings_token = _timings.set(self._timings)
+
+    def __exit__(self, *exc: object) -> None:
+        _timings.reset(self._timings_token)
+        _request_id.reset(self._id_token)

@@ -17,15 +17,21 @@ from enterprise.resources.base import dumps
 # Versions, capabilities and the reasons of failed checks help an attacker as much as an SRE.
 DETAILS_FOR = frozenset({Role.SRE, Role.PLATFORM_ADMIN})
 STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+LIVE_BODY = b'{"status":"ok"}'
+LIVE_HEADERS = [("Cache-Control", "no-store")]
 
 
 class Live:
+    """The GET is also answered before Falcon runs, from the same body and headers
+    (enterprise/hot.py); HEAD and anything with a query string come here."""
+
     budget_class = "default"
     openapi = {"get": Operation("The process answers (no I/O)", "health", response=STATUS)}
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        resp.data = b'{"status":"ok"}'
-        resp.set_header("Cache-Control", "no-store")
+        resp.data = LIVE_BODY
+        for name, value in LIVE_HEADERS:
+            resp.set_header(name, value)
 
 
 async def _probe(check: Callable[[], Awaitable[Any]], timeout_s: float) -> dict[str, Any]:

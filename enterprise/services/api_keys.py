@@ -140,6 +140,14 @@ class ApiKeysService:
             Committed(action, "api_keys", self._actor, before, after, (), intent)
         )
 
+    def cached(self, raw_key: str) -> Principal | None:
+        """The principal of a key authenticated less than `cache_seconds` ago, with no I/O;
+        None when it must be looked up (or is unknown)."""
+        cached = self._cache.get(raw_key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
     async def authenticate(self, raw_key: str) -> Principal | None:
         cached = self._cache.get(raw_key)
         if cached is not None and cached[0] > time.monotonic():
