@@ -172,6 +172,10 @@ class ResponseCache:
         self._redis = redis
         self._breaker = breaker
         self._local = LocalLRU(local_max_entries)
+        # Route -> the last entry stored or read for it, whatever its generations: when Redis
+        # is down too, keys are made of local generations and no longer find what was cached
+        # under Redis's, yet stale-if-error may still answer with it.
+        self._last_known = LocalLRU(local_max_entries)
         self._local_generations: dict[str, int] = {}
         self._degraded_ttl = degraded_ttl
         self.stale_seconds = stale_seconds
@@ -355,6 +359,17 @@ class ResponseCache:
         ttl_ms = int((entry.ttl + self._retained) * 1000)
         await self._redis_call(lambda r: r.set(self._entry + key, entry.dump(), px=ttl_ms))
 
+    def remember(self, route: str, entry: Entry) -> None:
+        """Keep `entry` as the last answer to `route`, for stale-if-error."""
+        if route:
+            self._last_known.put(
+                route, entry, entry.stored_at + entry.ttl + self.stale_if_error_seconds
+            )
+
+    def last_known(self, route: str) -> Entry | None:
+        """The last answer to `route` still within its stale-if-error window."""
+        return self._last_known.get(route, self._clock()) if route else None
+
     def now(self) -> float:
         return self._clock()
 
@@ -434,6 +449,9 @@ class CacheTarget(NamedTuple):  # built on every cacheable request: a tuple is c
     key: str
     ttl: float
     list_etag: str | None
+    # The key without the generations: the same question whatever the data's generation (the
+    # last answer to it is what stale-if-error can still give once the key has moved on).
+    route: str = ""
 
 
 Route = tuple[str, str, str]  # (caller's cache scope, path, raw query string)
@@ -462,10 +480,12 @@ class _Plan:
         query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
         material = f"{token}|{scope}|{path}?{query}"
         digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
+        question = f"{scope}|{path}?{query}".encode()
         self.target = target = CacheTarget(
             key=f"{token[0]}:{digest}",
             ttl=self.ttl,
             list_etag=list_etag(material) if self.is_list else None,
+            route=hashlib.blake2s(question, digest_size=16).hexdigest(),
         )
         self.token = token
         return target

@@ -473,6 +473,9 @@ def build(results: Path, publish: Path | None) -> int:
         "domain_vs_driver",
         "middleware",
         "instrumentation",
+        "rate_limit",
+        "hot_path",
+        "export",
     ):
         path = results / f"{name}.md"
         if path.exists():

@@ -9,11 +9,16 @@
 #   (f) loadtests/rate_limit.sh         cached GETs with the rate limiter on vs off
 #   (g) loadtests/locust.sh             the mixed locust run held to the budget table
 #   (h) loadtests/stepload.sh           the highest rate that holds every budget, 1 and 2 workers
+#   (i) loadtests/hot_path.sh           hits, 304s, live, the browser-encoded page beside the
+#                                       hello (uvicorn and granian, 1 and 2 workers; the page
+#                                       over HOT_LONG_SECONDS, 90, as its TTL expires); the
+#                                       uncached item beside the bare driver
+#   (j) loadtests/export_bench.py       the NDJSON export beside a bare driver's cursor; RSS
 # then loadtests/report.py: one report, $RESULTS/report/report.md with its PNGs.
 #
 # Env: BENCH_DB (bench_enterprise), BENCH_KEEP_DB=1 keeps it for the next run (saves the
 # ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS
-# ("a b c d e f g h"), BENCH_QUICK=1: a subset in about 6 minutes (steps a g h, one short round,
+# ("a b c d e f g h i j"), BENCH_QUICK=1: a subset in about 6 minutes (steps a g h, one short round,
 # short locust steps: for trying the pipeline, not for figures), BENCH_WRITE_FACTOR (0.25: the
 # locust steps' write share, see below), BENCH_PUBLISH=DIR copies the
 # report's PNGs there (docs/img),
@@ -34,7 +39,7 @@ if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   export ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3}" LOCUST_DURATION="${LOCUST_DURATION:-40s}"
   export LOCUST_STEP_SECONDS="${LOCUST_STEP_SECONDS:-10}" LOCUST_STEP_MAX="${LOCUST_STEP_MAX:-4}"
 fi
-STEPS="${STEPS:-a b c d e f g h}"
+STEPS="${STEPS:-a b c d e f g h i j}"
 # The locust steps run the mix with a quarter of its writes (1 % of tasks): at the locustfile's
 # 4 % every write invalidates a document's cached reads so often that the crud hit rate stayed
 # under its 0.8 target in every run (0.70-0.77 at 10-33 req/s, docs/benchmarks.md), and the
@@ -72,7 +77,9 @@ for s in $STEPS; do
     g) DURATION="${LOCUST_DURATION:-60s}" WRITE_FACTOR="$BENCH_WRITE_FACTOR" \
       step locust 300 bash "$ROOT/loadtests/locust.sh" ;;
     h) WRITE_FACTOR="$BENCH_WRITE_FACTOR" step stepload 900 bash "$ROOT/loadtests/stepload.sh" ;;
-    *) die "unknown step $s (a b c d e f g h)" ;;
+    i) HOT_LONG_SECONDS="${HOT_LONG_SECONDS:-90}" step hot_path 1500 bash "$ROOT/loadtests/hot_path.sh" ;;
+    j) MONGODB_DATABASE="$BENCH_DB" step export 600 "$PY" "$ROOT/loadtests/export_bench.py" ;;
+    *) die "unknown step $s (a b c d e f g h i j)" ;;
   esac
 done
 

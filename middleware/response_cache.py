@@ -90,6 +90,8 @@ class ResponseCacheMiddleware:
                 entry = self._cache.get_local(target.key)
             else:
                 tier = "redis"
+        if tier == "redis":  # new to this worker: the answer stale-if-error may give
+            self._cache.remember(target.route, entry)
         now = self._cache.now()
         if entry is not None and now - entry.stored_at <= entry.ttl:
             self._serve(req, resp, entry, "hit", started, kind, tier)
@@ -117,7 +119,12 @@ class ResponseCacheMiddleware:
         else:
             req.context.cache_key = target.key
             req.context.cache_ttl = target.ttl
-            req.context.cache_stale = entry  # served if this computation fails (503/504)
+            req.context.cache_route = target.route
+            # Served if this computation fails (503/504): this key's entry, or else the last
+            # answer to the same question under older generations (Redis down as well).
+            req.context.cache_stale = (
+                entry if entry is not None else self._cache.last_known(target.route)
+            )
         self._cache.record_lookup(kind, "miss", "none")
         resp.set_header("X-Cache", "miss")
         record_timing("cache", (time.perf_counter() - started) * 1000)
@@ -130,6 +137,7 @@ class ResponseCacheMiddleware:
             return
         req.context.cache_key = target.key
         req.context.cache_ttl = target.ttl
+        req.context.cache_route = target.route
         req.context.cache_stale = None
 
     def _serve(
@@ -201,6 +209,7 @@ class ResponseCacheMiddleware:
             )
             if forms and (entry.etag is None or revalidation(req, entry.etag) is None):
                 self._send_form(req, resp, body, entry.etag, forms)
+            self._cache.remember(req.context.get("cache_route", ""), entry)
             try:
                 await self._cache.put(key, entry)
             except Exception:  # the response is already correct; log and move on

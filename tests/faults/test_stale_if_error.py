@@ -105,6 +105,34 @@ async def test_an_expired_entry_answers_while_mongodb_is_down(
     assert uncached.status_code in {503, 504}  # nothing stored: nothing to fall back on
 
 
+async def test_with_redis_down_too_the_last_answer_still_answers(
+    fault_settings: Settings, restore: FaultStack
+) -> None:
+    """With Redis stopped the cache keys are made of local generations, so they no longer
+    find what was cached under Redis's; the last answer to the same question still does."""
+    settings = _settings(fault_settings, cache_stale_seconds=0, stale_if_error_seconds=60)
+    app = create_app(settings)
+    async with await make_client(app) as client:
+        admin = await new_key(app)
+        _, clinics = await _seed(client, admin)
+        item = f"/api/v1/clinics/{clinics[0]}"
+        stored = await client.get(item, headers=admin)
+        assert stored.headers["x-cache"] == "miss"
+        admin = await _reader(app, client)
+        restore.stop("redis")
+        try:
+            with _hung(restore):
+                served = await client.get(item, headers=admin)
+                uncached = await client.get(f"/api/v1/clinics/{clinics[1]}", headers=admin)
+        finally:
+            restore.start("redis")
+    assert served.status_code == 200
+    assert served.content == stored.content
+    assert served.headers["etag"] == stored.headers["etag"]
+    assert served.headers["cache-status"].startswith("enterprise; fwd=stale; fwd-status=")
+    assert uncached.status_code in {503, 504}  # never asked before: nothing to fall back on
+
+
 async def test_past_the_stale_if_error_window_the_error_is_the_answer(
     fault_settings: Settings, restore: FaultStack
 ) -> None:
