@@ -155,17 +155,32 @@ class ApiKeysService:
         # Single flight: when an entry expires under load, one lookup serves every waiter.
         # Shielded, so a waiter cancelled by its deadline does not cancel it for the others.
         lookup = self._lookups.get(raw_key)
+        if lookup is not None and self._still_known(cached):
+            # A lookup of this key is already under way, for a key that was valid a moment
+            # ago: don't queue behind it. In an outage that lookup is the breaker's one trial
+            # call and may take seconds; every other request of the key would wait that long
+            # for an answer the cache or a fast 503 gives at once. Revocation is still seen
+            # within `cache_seconds` plus one lookup.
+            assert cached is not None
+            return cached[1]
         if lookup is None:
             lookup = self._lookups[raw_key] = asyncio.ensure_future(self._lookup(raw_key))
             lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
         try:
             return await asyncio.shield(lookup)
         except Unavailable:
-            if cached is None or cached[1] is None:
+            if not self._still_known(cached):
                 raise
-            if time.monotonic() - cached[0] > self._stale_seconds:
-                raise
+            assert cached is not None
             return cached[1]
+
+    def _still_known(self, cached: tuple[float, Principal | None] | None) -> bool:
+        """A valid key whose entry expired less than `stale_seconds` ago."""
+        return (
+            cached is not None
+            and cached[1] is not None
+            and time.monotonic() - cached[0] <= self._stale_seconds
+        )
 
     async def _lookup(self, raw_key: str) -> Principal | None:
         document = await self._repository.by_hash(key_hash(raw_key))
