@@ -215,10 +215,6 @@ def driver_share(seconds: float) -> float:
     return max(seconds - margin, seconds / 2)
 
 
-def driver_timeout(seconds: float) -> Any:
-    return operation_timeout(driver_share(seconds))
-
-
 def open_redis(settings: Settings) -> redis.asyncio.Redis:
     """The Redis client: short timeouts, so a stalled Redis trips the breaker, not requests."""
     return redis.asyncio.from_url(
@@ -467,7 +463,10 @@ def create_app(
     )
     wrapped = DisconnectMiddleware(wrapped)
     wrapped = DeadlineMiddleware(
-        wrapped, timeout_for=deadline_for(settings), scope_factory=driver_timeout
+        wrapped,
+        timeout_for=deadline_for(settings),
+        scope_factory=operation_timeout,
+        driver_share=driver_share,
     )
     hot_reads = HotReads(
         keys,

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEADLINE_PROBLEM_TYPE = "https://enterprise.example/problems/deadline-exceeded"
 
 _deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+_driver_deadline: ContextVar[float | None] = ContextVar("driver_deadline", default=None)
 
 
 def remaining() -> float | None:
@@ -48,6 +49,13 @@ def remaining() -> float | None:
     except RuntimeError:
         return None
     return max(0.0, deadline - now)
+
+
+def driver_deadline() -> float | None:
+    """When (event-loop time) the current request's database work must have ended: its
+    driver share, a little before the deadline itself, so that a failed read still ends
+    inside the app as a problem that stale-if-error can replace. ``None``: no deadline."""
+    return _driver_deadline.get()
 
 
 def _problem(timeout: float, path: str, problem_type: str) -> bytes:
@@ -69,8 +77,11 @@ class DeadlineMiddleware:
         app: The inner ASGI app.
         timeout_for: Returns the deadline in seconds for a method and path. A non-finite
             value means "no deadline".
-        scope_factory: Optional context manager factory entered with the same timeout around
-            the inner app, e.g. ``pymongo.timeout`` so driver operations inherit the budget.
+        scope_factory: Optional context manager factory entered with the driver's share of
+            the timeout around the inner app, e.g. ``pymongo.timeout`` so driver operations
+            inherit the budget.
+        driver_share: The driver's share of a timeout (all of it when not given); also what
+            `driver_deadline()` tells the code that bounds database calls itself.
         problem_type: The ``type`` URI of the 504 problem document.
     """
 
@@ -80,11 +91,13 @@ class DeadlineMiddleware:
         *,
         timeout_for: Callable[[str, str], float],
         scope_factory: Callable[[float], contextlib.AbstractContextManager[Any]] | None = None,
+        driver_share: Callable[[float], float] | None = None,
         problem_type: str = DEADLINE_PROBLEM_TYPE,
     ) -> None:
         self.app = app
         self.timeout_for = timeout_for
         self.scope_factory = scope_factory
+        self.driver_share = driver_share
         self.problem_type = problem_type
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,11 +122,12 @@ class DeadlineMiddleware:
             await send(message)
 
         loop = asyncio.get_running_loop()
-        token = _deadline.set(loop.time() + timeout)
+        now = loop.time()
+        share = self.driver_share(timeout) if self.driver_share is not None else timeout
+        token = _deadline.set(now + timeout)
+        driver_token = _driver_deadline.set(now + share)
         timer = asyncio.timeout(timeout)
-        driver_scope = (
-            self.scope_factory(timeout) if self.scope_factory else contextlib.nullcontext()
-        )
+        driver_scope = self.scope_factory(share) if self.scope_factory else contextlib.nullcontext()
         try:
             async with timer:
                 with driver_scope:
@@ -124,6 +138,7 @@ class DeadlineMiddleware:
             await self._on_expired(timeout, path, started, send)
         finally:
             _deadline.reset(token)
+            _driver_deadline.reset(driver_token)
 
     async def _on_expired(self, seconds: float, path: str, started: bool, send: Send) -> None:
         timings = current_timings()

@@ -18,11 +18,11 @@ class ApiKeysRepository(Repository):
     unique_fields = UNIQUE_FIELDS["api_keys"]
 
     async def by_hash(self, digest: str) -> dict[str, Any] | None:
-        with self._translated():
+        async with self._translated():
             return await self._collection.find_one({"keyHash": digest, "revokedAt": None})
 
     async def all(self) -> list[dict[str, Any]]:
-        with self._translated():
+        async with self._translated():
             cursor = self._collection.find({}, {"keyHash": 0}, sort=[("createdAt", 1)])
             return await cursor.to_list(None)
 
@@ -31,7 +31,7 @@ class ApiKeysRepository(Repository):
     ) -> dict[str, Any] | None:
         """Revoke an active key still at `version`; the key as revoked, or None when it was
         revoked or changed meanwhile. (No projection: FerretDB v1 refuses one here.)"""
-        with self._translated(write=True):
+        async with self._translated(write=True):
             return await self._collection.find_one_and_update(
                 # A key written before versions existed has none: version 0 matches it.
                 {"_id": key_id, "revokedAt": None, "version": version or None},

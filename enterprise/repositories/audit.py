@@ -23,7 +23,7 @@ class AuditRepository(Repository):
 
     async def record(self, event: Document) -> None:
         """Write a pending record; a retried write replaces its own (same `_id`)."""
-        with self._translated():
+        async with self._translated(bounded=False):
             await self._collection.replace_one({"_id": event["_id"]}, event, upsert=True)
 
     async def settle(
@@ -31,7 +31,7 @@ class AuditRepository(Repository):
     ) -> bool:
         """Pending → `state`, with what became `known` (version, changes); False when the
         record is no longer pending (settled already)."""
-        with self._translated():
+        async with self._translated(bounded=False):
             result = await self._collection.update_one(
                 {"_id": event_id, "state": PENDING},
                 {"$set": {**(known or {}), "state": state, "settledAt": utcnow()}},
@@ -40,12 +40,12 @@ class AuditRepository(Repository):
 
     async def discard(self, event_id: ObjectId) -> None:
         """Remove a pending record whose write was refused (nothing was applied)."""
-        with self._translated():
+        async with self._translated(bounded=False):
             await self._collection.delete_one({"_id": event_id, "state": PENDING})
 
     async def pending(self, before: datetime, limit: int) -> list[Document]:
         """The oldest pending records journaled before `before`."""
-        with self._translated():
+        async with self._translated():
             cursor = self._collection.find(
                 {"state": PENDING, "at": {"$lt": before}},
                 sort=[("at", 1), ("_id", 1)],
@@ -55,7 +55,7 @@ class AuditRepository(Repository):
 
     async def of_document(self, document_id: ObjectId) -> list[Document]:
         """Every record of one document, newest first."""
-        with self._translated():
+        async with self._translated():
             cursor = self._collection.find(
                 {"documentId": document_id},
                 {"state": 1, "action": 1, "version": 1, "previous": 1, "at": 1},
@@ -65,20 +65,20 @@ class AuditRepository(Repository):
 
     async def written(self, collection: str, document_id: ObjectId) -> Document | None:
         """The version, stamp and organization a document carries now (None: it is gone)."""
-        with self._translated():
+        async with self._translated():
             found: Mapping[str, Any] | None = await self._collection.database[collection].find_one(
                 {"_id": document_id}, {"version": 1, "auditId": 1}
             )
         return dict(found) if found is not None else None
 
     async def prune(self, before: datetime) -> int:
-        with self._translated():
+        async with self._translated(bounded=False):
             result = await self._collection.delete_many({"at": {"$lt": before}})
         return int(result.deleted_count)
 
     async def expires_itself(self) -> bool:
         """Whether a TTL index is live on the collection (the server then prunes)."""
-        with self._translated():
+        async with self._translated():
             cursor = await self._collection.list_indexes()
             indexes = await cursor.to_list(None)
         return any("expireAfterSeconds" in index for index in indexes)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
 from enterprise.repositories.errors import translated
 from indexes import DECLARED
+from middleware.deadline import driver_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +75,34 @@ class Repository:
         self._count_cap = count_cap
         self._count_max_time_ms = count_max_time_ms
 
-    def _translated(self, *, write: bool = False) -> Any:
-        """`write`: a lost connection leaves the outcome unknown (504), not refused (503)."""
-        return translated(
+    @asynccontextmanager
+    async def _translated(
+        self, *, write: bool = False, bounded: bool | None = None
+    ) -> AsyncIterator[None]:
+        """`write`: a lost connection leaves the outcome unknown (504), not refused (503).
+
+        `bounded` (default: reads): the call also ends, in the app, at the driver's share of
+        the request's deadline. The driver's own deadline (CSOT) does not bound everything
+        it may wait for: a read retried on a new connection to a hung server waits out that
+        connection's handshake for `connectTimeoutMS`, past the deadline, and the request's
+        outer cancel then ends it as a bare 504 that stale-if-error never sees. Writes (the
+        audit journal's too) are left to the driver: ending one early would turn a known
+        outcome into an unknown one.
+        """
+        if bounded is None:
+            bounded = not write
+        with translated(
             self.collection_name,
             self.unique_fields,
             self._circuit,
             self._selection_bound(),
             write=write,
-        )
+        ):
+            if not bounded:
+                yield
+                return
+            async with asyncio.timeout_at(driver_deadline()):
+                yield
 
     def _selection_bound(self) -> AbstractContextManager[Any]:
         """Under a request deadline (`pymongo.timeout`) the driver waits for a server for all
@@ -96,11 +116,11 @@ class Repository:
     async def get(
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
     ) -> Document | None:
-        with self._translated():
+        async with self._translated():
             return await self._collection.find_one(scoped({"_id": document_id}, scope), projection)
 
     async def exists(self, query: Mapping[str, Any]) -> bool:
-        with self._translated():
+        async with self._translated():
             return await self._collection.find_one(query, {"_id": 1}) is not None
 
     async def by_ids(
@@ -109,7 +129,7 @@ class Repository:
         """One `$in` round trip for a batch of ids (DataLoader style, never N+1)."""
         if not ids:
             return {}
-        with self._translated():
+        async with self._translated():
             cursor = self._collection.find(scoped({"_id": {"$in": list(ids)}}, scope), projection)
             return {doc["_id"]: doc async for doc in cursor}
 
@@ -129,7 +149,7 @@ class Repository:
         if after is not None:
             keyset = keyset_filter(order, after)
             conditions = {"$and": [conditions, keyset]} if conditions else keyset
-        with self._translated():
+        async with self._translated():
             cursor = self._collection.find(
                 conditions, projection, sort=list(order), limit=limit + 1
             )
@@ -175,11 +195,11 @@ class Repository:
     async def count(self, query: Mapping[str, Any], exact: bool) -> tuple[int | None, bool]:
         """(value, exact). Unfiltered estimates read metadata; filtered ones stop at the cap."""
         if exact or not query:
-            with self._translated():
+            async with self._translated():
                 if exact:
                     return await self._collection.count_documents(query), True
                 return await self._collection.estimated_document_count(), False
-        with self._translated():
+        async with self._translated():
             try:
                 # pymongo.timeout sends maxTimeMS and also stops waiting itself, so the bound
                 # holds even on a server that ignores maxTimeMS (FerretDB v1 does).
@@ -202,7 +222,7 @@ class Repository:
         if journal is not None:
             stored.update(await journal(stored))
         try:
-            with self._translated(write=True):
+            async with self._translated(write=True):
                 await self._collection.insert_one(stored)
         except Conflict as ex:
             culprit = None if ex.field else await self._unique_culprit(stored)
@@ -269,7 +289,7 @@ class Repository:
                     if to_unset:
                         update["$unset"] = dict.fromkeys(to_unset, "")
                     try:
-                        with self._translated(write=True):
+                        async with self._translated(write=True):
                             updated = await self._collection.find_one_and_update(
                                 scoped({"_id": document_id, "version": current["version"]}, scope),
                                 update,
@@ -301,7 +321,7 @@ class Repository:
             if current is None:
                 raise NotFound(f"{self.collection_name[:-1]} {document_id} was not found")
             check(current)
-            with self._translated(write=True):
+            async with self._translated(write=True):
                 result = await self._collection.delete_one(
                     scoped({"_id": document_id, "version": current["version"]}, scope)
                 )
@@ -310,12 +330,12 @@ class Repository:
             return current
 
     async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[Document]:
-        with self._translated():
+        async with self._translated():
             cursor = await self._collection.aggregate(pipeline)
             return await cursor.to_list(None)
 
     async def insert_many(self, documents: list[Document]) -> int:
         """Bulk unordered insert (seeding); returns how many landed."""
-        with self._translated(write=True):
+        async with self._translated(write=True):
             result = await self._collection.insert_many(documents, ordered=False)
         return len(result.inserted_ids)

@@ -114,6 +114,8 @@ def translated(
         raise _conflict(index_name, unique_fields, collection) from ex
     except (ExecutionTimeout, WTimeoutError) as ex:
         raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+    except TimeoutError as ex:  # the caller's own bound on the call (`asyncio.timeout`)
+        raise DeadlineExceeded("the database did not answer within the request deadline") from ex
     except OperationFailure as ex:
         match = _SQLITE_UNIQUE.search(str(ex))
         if match:

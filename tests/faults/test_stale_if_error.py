@@ -105,13 +105,6 @@ async def test_an_expired_entry_answers_while_mongodb_is_down(
     assert uncached.status_code in {503, 504}  # nothing stored: nothing to fall back on
 
 
-@pytest.mark.xfail(
-    os.environ.get("STACK_BACKEND", "documentdb") == "ferretdb",
-    reason="open defect, kept visible: on FerretDB v1 (SIGSTOP) with Redis stopped too, the "
-    "read is ended by the request's 3 s deadline (the outer cancel, 504), not by the driver's "
-    "shorter one, so stale-if-error never sees the failure; cause not found yet",
-    strict=True,  # the day it passes, this marker must go
-)
 async def test_with_redis_down_too_the_last_answer_still_answers(
     fault_settings: Settings, restore: FaultStack
 ) -> None:

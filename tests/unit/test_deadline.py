@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from middleware.deadline import DeadlineMiddleware, remaining
+from middleware.deadline import DeadlineMiddleware, driver_deadline, remaining
 from middleware.request_context import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.unit
@@ -79,6 +79,40 @@ async def test_fast_request_is_untouched_and_sees_its_budget() -> None:
     assert budgets[0] is not None
     assert 4.9 < budgets[0] <= 5.0
     assert remaining() is None
+
+
+async def test_work_bounded_by_the_driver_share_ends_inside_the_app() -> None:
+    """What repositories do with a read: bounded at `driver_deadline()`, it fails before
+    the outer cancel, so the app itself answers (here a 503 a stale entry could replace)."""
+    scopes: list[float] = []
+
+    async def hung_read(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with asyncio.timeout_at(driver_deadline()):
+                await asyncio.sleep(5)  # a driver waiting past its own deadline
+        except TimeoutError:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"from the app"})
+
+    @contextlib.contextmanager
+    def driver_scope(seconds: float) -> Iterator[None]:
+        scopes.append(seconds)
+        yield
+
+    app = DeadlineMiddleware(
+        hung_read,
+        timeout_for=lambda method, path: 0.2,
+        scope_factory=driver_scope,
+        driver_share=lambda seconds: seconds / 2,
+    )
+    began = time.perf_counter()
+    async with deadline_app(app) as http:
+        resp = await http.get("/x")
+
+    assert (resp.status_code, resp.content) == (503, b"from the app")
+    assert time.perf_counter() - began >= 0.1  # the share, not less
+    assert scopes == [0.1]
+    assert driver_deadline() is None  # outside a request
 
 
 async def test_deadline_after_response_start_stops_quietly(
