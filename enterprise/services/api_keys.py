@@ -40,7 +40,11 @@ class ApiKeysService:
 
     While the database is unavailable (its breaker open), a key that was valid when its
     entry expired stays valid for `stale_seconds` more: without it every request, cached
-    reads included, would fail 10 s into an outage. Unknown keys are still refused.
+    reads included, would fail 10 s into an outage. Unknown keys are still refused. Such a
+    key's requests wait for its new lookup `lookup_patience_s` at most (50 ms; a lookup takes
+    a few): in an outage that lookup is the breaker's trial call, seconds long, and the
+    request that started it would otherwise wait seconds for a 503 the breaker gives at once.
+    Revocation is seen within `cache_seconds` plus one lookup either way.
     """
 
     def __init__(
@@ -52,12 +56,14 @@ class ApiKeysService:
         after_write: AfterWrite | None = None,
         actor: Principal = COMMAND_LINE,
         stale_seconds: float = 60.0,
+        lookup_patience_s: float = 0.05,
     ) -> None:
         self._repository = repository
         self._after_write = after_write or AfterWrite(())
         self._actor = actor
         self._cache_seconds = cache_seconds
         self._stale_seconds = stale_seconds
+        self._patience_s = lookup_patience_s
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
@@ -166,13 +172,13 @@ class ApiKeysService:
         if lookup is None:
             lookup = self._lookups[raw_key] = asyncio.ensure_future(self._lookup(raw_key))
             lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
-        try:
+        if not self._still_known(cached):
             return await asyncio.shield(lookup)
-        except Unavailable:
-            if not self._still_known(cached):
-                raise
-            assert cached is not None
-            return cached[1]
+        assert cached is not None
+        try:
+            return await asyncio.wait_for(asyncio.shield(lookup), self._patience_s)
+        except (TimeoutError, Unavailable):
+            return cached[1]  # valid a moment ago; the lookup goes on, for the next requests
 
     def _still_known(self, cached: tuple[float, Principal | None] | None) -> bool:
         """A valid key whose entry expired less than `stale_seconds` ago."""

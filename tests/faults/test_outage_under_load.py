@@ -3,10 +3,10 @@ reads and writes, while FerretDB (and, in the second case, Redis too) is stopped
 
 Figures printed (`-s`), the safety ones always asserted: no acknowledged write lost (every
 2xx write is in the database with the version its ETag announced), no write answered 503
-applied, no 500. Fast 503s (refused by the open breaker, untried) must cost no more than
-twice a cache hit's P99 in the same run, or 100 ms (the goal), whichever is more: on a
-loaded machine both carry the same queueing (on the full run, FerretDB alone stopped; with
-Redis down too, a refused read may first wait for the request computing its key: recorded).
+applied, no 500. Fast 503s (refused by the open breaker, untried), on the full run: P99
+under 100 ms (the goal) as the server timed them (Server-Timing `app`), and as the clients
+saw them no more than twice a cache hit's P99 in the same run, or 100 ms, whichever is more:
+50 clients in this one process on a loaded machine queue every answer alike.
 Recovery < 10 s is asserted on the full run, `FAULT_FULL=1` (60 s of load, a 15 s outage);
 the default run (20 s, 6 s) keeps CI short and allows 20 s.
 
@@ -57,6 +57,7 @@ class Answer:
     refused: bool = False  # 503 from the open breaker
     stale: bool = False
     server_s: float = 0.0  # what the server took itself (Server-Timing `app`), no queueing here
+    timing: str = ""  # the whole Server-Timing header: where that time went
     target: str = ""  # the clinic patched, or the code created
     version: int = 0
     name: str = ""
@@ -112,7 +113,8 @@ async def _load(
         if response is not None:
             answer.status = response.status_code
             answer.refused = response.status_code == 503 and "circuit breaker open" in response.text
-            answer.server_s = _app_seconds(response.headers.get("server-timing", ""))
+            answer.timing = response.headers.get("server-timing", "")
+            answer.server_s = _app_seconds(answer.timing)
             # X-Cache: stale (stale-while-revalidate) or a Cache-Status (RFC 9211) naming it.
             answer.stale = response.headers.get("x-cache") == "stale" or (
                 "stale" in response.headers.get("cache-status", "").lower()
@@ -267,6 +269,10 @@ async def test_outage_under_load(
     # The same refusals as the server saw them: from the request's arrival in the app to
     # its answer (Server-Timing), without the queueing of 50 clients in this process.
     refused_server = [a.server_s for a in answers if a.refused]
+    slowest = [
+        (a.kind, a.timing)
+        for a in sorted((a for a in answers if a.refused), key=lambda a: -a.server_s)[:3]
+    ]
     # The yardstick: cache hits in the same run, the cheapest thing the server answers. On a
     # loaded machine both carry the same queueing; a refusal should cost no more than a hit.
     hits = [a.ended - a.started for a in cached_ok]
@@ -307,6 +313,7 @@ async def test_outage_under_load(
         f"{_p(refused_server, 0.5) * 1000:.1f} ms p99={_p(refused_server, 0.99) * 1000:.1f} ms); "
         f"all 503s: n={len(all_503)} "
         f"p99={_p(all_503, 0.99) * 1000:.1f} ms max={max(all_503, default=0) * 1000:.0f} ms; "
+        f"slowest in the server: {slowest}; "
         f"cached reads answered during the outage (yardstick): p50={_p(hits, 0.5) * 1000:.1f} "
         f"ms p99={_p(hits, 0.99) * 1000:.1f} ms\n"
         f"  writes: acknowledged={acknowledged} lost={lost} applied-though-503={applied_503} "
@@ -323,15 +330,17 @@ async def test_outage_under_load(
     assert applied_503 == 0
     assert not [key for key in statuses if key[1] == 500], statuses
     assert refused, "the breaker never refused a call"
-    if FULL and "redis" not in stopped:  # the 20 s CI run is too short a sample: recorded
-        # With Redis down too, a cached read that misses may first wait for the request
-        # computing its key (single flight) before being refused: recorded, not asserted.
+    if FULL:  # the 20 s CI run is too short a sample: recorded
+        # The goal, where the server spends it; as the clients see it, a refusal costs no
+        # more than a hit's queueing in the same run.
+        assert _p(refused_server, 0.99) < 0.1
         assert _p(refused, 0.99) < max(0.1, 2 * _p(hits, 0.99))
     assert recovery < (10 if FULL else 20)
-    # Open shortfall, recorded not asserted: on FerretDB v1 with Redis down as well, 98.9 % of
-    # cached reads were answered (32 of 2,866 were not) in CI; on DocumentDB 99.5-99.9 %. The
-    # same backend ends a hung read by the request's outer deadline with Redis down
-    # (test_stale_if_error.py, strict xfail): likely the same cause, not found yet.
+    # Recorded, not asserted, on FerretDB v1 with Redis down as well: 98.9 % in CI before
+    # reads were ended at the driver's share of the deadline (test_stale_if_error.py); since,
+    # 99.06 % and 99.49 % in two 20 s runs, too close to the goal for a 20 s sample. The
+    # cached reads it misses wait for another request computing their key (single flight,
+    # `cache;dur` up to 5 s in Server-Timing) while the hung server holds that one.
     v1_both = "redis" in stopped and os.environ.get("STACK_BACKEND") == "ferretdb"
     if STALE_IF_ERROR and not v1_both:
         assert share >= 0.99
