@@ -206,12 +206,15 @@ def after_write_for(settings: Settings, cache: ResponseCache, audit: AuditTrail)
 
 
 def driver_share(seconds: float) -> float:
-    """The driver's share of a request's deadline: all but 5% of it, and at least 0.25 s
+    """The driver's share of a request's deadline: all but 5% of it, and at least 0.75 s
     (at most 1 s) less, but never under half. The driver then gives up first (maxTimeMS,
     server selection) and the request ends in the app, as a 504 or 503 problem that is
     recorded like any answer and that stale-if-error can replace with a stored entry; the
-    outer cancel at 100% stays the backstop for work that is not the driver's."""
-    margin = min(1.0, max(0.25, seconds * 0.05))
+    outer cancel at 100% stays the backstop for work that is not the driver's. The margin
+    leaves room for the repositories' own bound on reads, which comes after the driver's
+    deadline and after PyMongo's server selection may overrun it (enterprise/repositories/
+    base.py)."""
+    margin = min(1.0, max(0.75, seconds * 0.05))
     return max(seconds - margin, seconds / 2)
 
 

@@ -51,6 +51,11 @@ def remaining() -> float | None:
     return max(0.0, deadline - now)
 
 
+def request_deadline() -> float | None:
+    """When (event-loop time) the current request's deadline ends; ``None``: no deadline."""
+    return _deadline.get()
+
+
 def driver_deadline() -> float | None:
     """When (event-loop time) the current request's database work must have ended: its
     driver share, a little before the deadline itself, so that a failed read still ends

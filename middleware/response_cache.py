@@ -116,6 +116,11 @@ class ResponseCacheMiddleware:
             if shared is not None:
                 self._serve(req, resp, shared, "hit", started, kind, "local")
                 return
+            # The leader failed (or took too long): compute alone, and should that fail too,
+            # stale-if-error answers as it would have for the leader.
+            req.context.cache_stale = (
+                entry if entry is not None else self._cache.last_known(target.route)
+            )
         else:
             req.context.cache_key = target.key
             req.context.cache_ttl = target.ttl
@@ -192,7 +197,9 @@ class ResponseCacheMiddleware:
         self, req: Request, resp: Response, resource: object, req_succeeded: bool
     ) -> None:
         key = getattr(req.context, "cache_key", None)
-        if key is None:
+        if key is None:  # not the leader: nothing to store, but perhaps a failure to replace
+            if resp.status_code in ERROR_STATUSES:
+                self._serve_stale_on_error(req, resp)
             return
         entry = None
         if req_succeeded and resp.status_code == 200 and isinstance(resp.data, bytes):

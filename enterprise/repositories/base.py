@@ -23,9 +23,16 @@ from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
 from enterprise.repositories.errors import translated
 from indexes import DECLARED
-from middleware.deadline import driver_deadline
+from middleware.deadline import driver_deadline, request_deadline
 
 logger = logging.getLogger(__name__)
+
+# PyMongo checks its deadline in server selection only between waits of 0.5 s
+# (MIN_HEARTBEAT_INTERVAL), so it may overrun it by that much. The bound on reads comes after
+# that: it must never cancel a call inside server selection, which PyMongo 4.20 does not
+# survive (its topology lock breaks and the worker's later calls hang: measured, a 30 s
+# recovery in tests/faults/test_outage_under_load.py with the bound at the driver's deadline).
+SELECTION_OVERRUN_S = 0.55
 
 Document = dict[str, Any]
 Changes = tuple[dict[str, Any], list[str]]  # ($set fields, fields to $unset)
@@ -46,6 +53,15 @@ def scoped(query: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]
     if not set(query) & set(scope):
         return {**query, **scope}
     return {"$and": [dict(query), dict(scope)]}
+
+
+def _read_deadline() -> float | None:
+    """When a read is ended in the app: past the driver's deadline by what server selection
+    may overrun it, and before the request's own deadline."""
+    driver, request = driver_deadline(), request_deadline()
+    if driver is None or request is None:
+        return None
+    return min(driver + SELECTION_OVERRUN_S, request - 0.05)
 
 
 class Repository:
@@ -81,8 +97,8 @@ class Repository:
     ) -> AsyncIterator[None]:
         """`write`: a lost connection leaves the outcome unknown (504), not refused (503).
 
-        `bounded` (default: reads): the call also ends, in the app, at the driver's share of
-        the request's deadline. The driver's own deadline (CSOT) does not bound everything
+        `bounded` (default: reads): the call also ends, in the app, shortly after the driver's
+        share of the request's deadline. The driver's own deadline (CSOT) does not bound everything
         it may wait for: a read retried on a new connection to a hung server waits out that
         connection's handshake for `connectTimeoutMS`, past the deadline, and the request's
         outer cancel then ends it as a bare 504 that stale-if-error never sees. Writes (the
@@ -101,7 +117,7 @@ class Repository:
             if not bounded:
                 yield
                 return
-            async with asyncio.timeout_at(driver_deadline()):
+            async with asyncio.timeout_at(_read_deadline()):
                 yield
 
     def _selection_bound(self) -> AbstractContextManager[Any]:

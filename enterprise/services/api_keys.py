@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from typing import Any
@@ -26,6 +27,9 @@ from enterprise.services.writes import (
 COMMAND_LINE = Principal(
     key_id="cli", name="command line", role=Role.PLATFORM_ADMIN, organization_id=None
 )
+
+
+logger = logging.getLogger(__name__)
 
 
 class ApiKeysService:
@@ -171,7 +175,7 @@ class ApiKeysService:
             return cached[1]
         if lookup is None:
             lookup = self._lookups[raw_key] = asyncio.ensure_future(self._lookup(raw_key))
-            lookup.add_done_callback(lambda _: self._lookups.pop(raw_key, None))
+            lookup.add_done_callback(lambda done: self._settled(raw_key, done))
         if not self._still_known(cached):
             return await asyncio.shield(lookup)
         assert cached is not None
@@ -179,6 +183,17 @@ class ApiKeysService:
             return await asyncio.wait_for(asyncio.shield(lookup), self._patience_s)
         except (TimeoutError, Unavailable):
             return cached[1]  # valid a moment ago; the lookup goes on, for the next requests
+
+    def _settled(self, raw_key: str, lookup: asyncio.Future[Principal | None]) -> None:
+        self._lookups.pop(raw_key, None)
+        if lookup.cancelled():
+            return
+        # Read here, or a lookup nobody waited for to its end is reported by asyncio as an
+        # "exception never retrieved". Unavailable is the outage its requests were answered
+        # through (the breaker logs it); anything else is a defect, and said so.
+        error = lookup.exception()
+        if error is not None and not isinstance(error, Unavailable):
+            logger.error("API key lookup failed", exc_info=error)
 
     def _still_known(self, cached: tuple[float, Principal | None] | None) -> bool:
         """A valid key whose entry expired less than `stale_seconds` ago."""

@@ -105,6 +105,30 @@ async def test_an_expired_entry_answers_while_mongodb_is_down(
     assert uncached.status_code in {503, 504}  # nothing stored: nothing to fall back on
 
 
+async def test_requests_that_waited_for_a_failed_computation_are_answered_stale_too(
+    fault_settings: Settings, restore: FaultStack
+) -> None:
+    """Concurrent requests for one expired entry: one computes, the others wait for it. When
+    that computation fails, they are answered from the stale entry as it is, not with the
+    failure of a computation of their own."""
+    settings = _settings(fault_settings, cache_stale_seconds=0, stale_if_error_seconds=60)
+    app = create_app(settings)
+    async with await make_client(app) as client:
+        admin = await new_key(app)
+        _, clinics = await _seed(client, admin)
+        item = f"/api/v1/clinics/{clinics[0]}"
+        stored = await client.get(item, headers=admin)
+        await asyncio.sleep(1.2)  # expired
+        admin = await _reader(app, client)
+        with _hung(restore):
+            served = await asyncio.gather(*(client.get(item, headers=admin) for _ in range(4)))
+    for answer in served:
+        assert answer.status_code == 200, answer.text
+        assert answer.content == stored.content
+        assert answer.headers["x-cache"] == "stale"
+        assert answer.headers["cache-status"].startswith("enterprise; fwd=stale; fwd-status=")
+
+
 async def test_with_redis_down_too_the_last_answer_still_answers(
     fault_settings: Settings, restore: FaultStack
 ) -> None:
