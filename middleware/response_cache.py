@@ -104,6 +104,12 @@ class ResponseCacheMiddleware:
             self._serve(req, resp, entry, "stale", started, kind, tier)
             self._refresh_later(req.scope, target.key)
             return
+        # Served if computing this answer fails (503/504), whoever computes it: this key's
+        # entry, or else the last answer to the same question under older generations
+        # (Redis down as well).
+        req.context.cache_stale = (
+            entry if entry is not None else self._cache.last_known(target.route)
+        )
         leader = self._cache.lead(target.key)
         if leader is not None:
             if in_window:
@@ -116,20 +122,12 @@ class ResponseCacheMiddleware:
             if shared is not None:
                 self._serve(req, resp, shared, "hit", started, kind, "local")
                 return
-            # The leader failed (or took too long): compute alone, and should that fail too,
-            # stale-if-error answers as it would have for the leader.
-            req.context.cache_stale = (
-                entry if entry is not None else self._cache.last_known(target.route)
-            )
+            # The leader failed (or took too long): compute alone; should that fail too,
+            # `cache_stale` answers as it would have for the leader.
         else:
             req.context.cache_key = target.key
             req.context.cache_ttl = target.ttl
             req.context.cache_route = target.route
-            # Served if this computation fails (503/504): this key's entry, or else the last
-            # answer to the same question under older generations (Redis down as well).
-            req.context.cache_stale = (
-                entry if entry is not None else self._cache.last_known(target.route)
-            )
         self._cache.record_lookup(kind, "miss", "none")
         resp.set_header("X-Cache", "miss")
         record_timing("cache", (time.perf_counter() - started) * 1000)
