@@ -483,7 +483,7 @@ def create_app(
                 "/health/live", health.Live.budget_class, health.LIVE_BODY, health.LIVE_HEADERS
             )
         },
-        allow=limiter.allow if settings.rate_limit_enabled else None,
+        limiter=limiter if settings.rate_limit_enabled else None,
         exempt_prefixes=RATE_LIMIT_EXEMPT,
     )
     wrapped = state.hot_path = HotPathMiddleware(

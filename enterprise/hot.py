@@ -18,14 +18,14 @@ Hits are recorded as the app records requests: budgets, cache lookups, metrics, 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from enterprise.cache import CacheTargets, Entry, ResponseCache
+from enterprise.ratelimit import LATER, Decision, RateLimiter
 from enterprise.services.api_keys import ApiKeysService
 from middleware.budgets import BudgetTracker, RequestObserver
-from middleware.hot_path import STATIC, Hit
-from middleware.rate_limit import Allow, headers_for
+from middleware.hot_path import STATIC, Headers, Hit
 from middleware.request_context import Scope, record_timing
 
 
@@ -77,7 +77,7 @@ class HotReads:
         *,
         refresh_ahead: float,
         static: Mapping[str, Fixed] | None = None,
-        allow: Allow | None = None,
+        limiter: RateLimiter | None = None,
         exempt_prefixes: tuple[str, ...] = (),
     ) -> None:
         self._keys = keys
@@ -87,21 +87,32 @@ class HotReads:
         self._observers = tuple(observers)
         self._fresh_part = 1.0 - refresh_ahead
         self._static = dict(static or {})
-        self._allow = allow
+        self._limiter = limiter
         self._exempt = exempt_prefixes
 
-    async def before_hit(self, scope: Scope, hit: Hit) -> list[tuple[bytes, bytes]] | None:
+    def before_hit(
+        self, scope: Scope, hit: Hit
+    ) -> Headers | None | Coroutine[None, None, Headers | None]:
         """The rate limit, as the app applies it (middleware/rate_limit.py), for hits too:
-        its headers on an allowed hit; None (the app answers, and refuses) past the limit."""
-        if self._allow is None or hit.state == STATIC or scope["path"].startswith(self._exempt):
+        its headers on an admitted hit; None (the app answers, and refuses) past the limit.
+        Decided in place from this worker's credit; a coroutine to await when it needs Redis.
+        """
+        limiter = self._limiter
+        if limiter is None or hit.state == STATIC or scope["path"].startswith(self._exempt):
             return []
         plan, principal = hit.context
-        decision = await self._allow(principal.key_id, str(principal.role), plan.route_class, "GET")
-        if decision is None:
+        args = (principal.key_id, str(principal.role), plan.route_class, "GET")
+        fields = limiter.admit_now(*args)
+        if fields is LATER:
+            return self._asked(limiter.allow(*args))
+        return fields
+
+    @staticmethod
+    async def _asked(decision: Awaitable[Decision | None]) -> Headers | None:
+        admitted = await decision
+        if admitted is None:  # no rule limits this request
             return []
-        if not decision.allowed:
-            return None
-        return [(name.lower().encode(), value.encode()) for name, value in headers_for(decision)]
+        return admitted.fields() if admitted.allowed else None
 
     def find(self, scope: Scope) -> Hit | None:
         answer = self._static.get(scope["path"])

@@ -13,14 +13,18 @@ per burst, across any number of workers.
 
 **Cheap: reserved credit.** A round trip costs a request more than the rest of a cache hit,
 so far from its limit a worker reserves a block of a bucket's units at once and admits the
-next requests from that credit without asking. The block starts at 1 and doubles while the
-credit is used up within its lease (`RATE_LIMIT_LEASE_MS`), up to `MAX_BLOCK` and never more
-than `(remaining - WORKERS × MAX_BLOCK) / (2 × WORKERS)`: the last `WORKERS × MAX_BLOCK`
-units of a bucket are decided one by one in Redis, so the count is exact where refusals
-start. Units unused at the end of their lease go back to the bucket. A busy key thus costs
-one round trip per `MAX_BLOCK` requests (requests arriving while a block is on its way wait
-for it rather than ask too); the `r` a worker reports is Redis's figure at its last
-reservation minus what it admitted since.
+next requests from that credit without asking (`admit_now`: no await, no I/O). The block
+starts at 1 and doubles while the credit is used up within its lease (`RATE_LIMIT_LEASE_MS`),
+up to `MAX_BLOCK` and never more than `(remaining - WORKERS × MAX_BLOCK) / (2 × WORKERS)`:
+the last `WORKERS × MAX_BLOCK` units of a bucket are decided one by one in Redis, so the
+count is exact where refusals start. Once a quarter of a block of 4 or more is used, the next
+one is reserved in the background, so a busy key's requests find credit instead of waiting for
+the round trip; a bucket whose credit ran out before that answer came asks for the next block
+as soon as one arrives, until units go unused to the end of a lease. Units unused at the end
+of their lease go back to the bucket. A busy key thus costs one round trip per `MAX_BLOCK`
+requests (requests that find no credit while a block is on its way wait for it rather than
+ask too); the `r` a worker reports is Redis's figure at its last reservation minus what it
+admitted since.
 
 **Fallback.** Redis calls go through the Redis breaker the response cache uses. While Redis
 is down or the breaker is open, each worker decides alone with the same algorithm in memory,
@@ -29,12 +33,15 @@ with a share of every quota: `limit × RATE_LIMIT_LOCAL_SHARE`, by default `1 / 
 evenly, and never more than `N × ceil(limit / N)`. Buckets start afresh in each tier.
 
 `RateLimiter.allow(key_id, role, route_class, method)` is plain async code with no HTTP
-types, so the Falcon middleware and a pure-ASGI front can both call it.
+types, so the Falcon middleware and a pure-ASGI front can both call it; `admit_now` is its
+synchronous part, for a front that answers without awaiting (cache hits): it gives the
+answer's RateLimit fields straight away, or says that only `allow` can decide.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import time
@@ -80,7 +87,11 @@ end
 return out
 """
 MICRO = 1_000_000
-MAX_BLOCK = 64  # units reserved at once at most: one round trip per 64 requests of a busy key
+# Units reserved at once at most: one round trip per 128 requests of a busy key. The next
+# block is asked for once a quarter of one is used: the rest (96 requests, 6 turns of a
+# worker's event loop at 16 connections) is the time its answer has to come back in. With
+# half a block left, 1 request in 8 still found the credit empty (a round trip takes 3-4 turns).
+MAX_BLOCK = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +100,11 @@ class Quota:
     window_s: int
     # The `RateLimit-Policy` item (draft-ietf-httpapi-ratelimit-headers-10, §3), made once.
     policy: str = field(init=False, repr=False, compare=False)
+    policy_field: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", f'"default";q={self.limit};w={self.window_s}')
+        object.__setattr__(self, "policy_field", self.policy.encode())
 
 
 class Decision(NamedTuple):
@@ -106,6 +119,26 @@ class Decision(NamedTuple):
     retry_after_s: int
     policy: str
     tier: str
+
+    def fields(self) -> list[tuple[bytes, bytes]]:
+        """The draft's two fields of an allowed answer, as ASGI headers."""
+        return _fields(self.policy.encode(), self.remaining, self.reset_s)
+
+
+def _fields(policy: bytes, remaining: int, reset_s: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"ratelimit-policy", policy),
+        (b"ratelimit", b'"default";r=%d;t=%d' % (remaining, reset_s)),
+    ]
+
+
+class Later(enum.Enum):
+    """`admit_now`'s answer when the decision needs Redis: await `allow`."""
+
+    LATER = "later"
+
+
+LATER = Later.LATER
 
 
 # Specific enough for everyone's normal use; `RATE_LIMITS` replaces the whole list.
@@ -192,26 +225,47 @@ class LocalBuckets:
 class _Credit:
     """A worker's reserved units of one bucket."""
 
-    __slots__ = ("asked", "block", "expires", "pending", "remaining", "reset_at", "units")
+    __slots__ = (
+        "asked",
+        "block",
+        "eager",
+        "expires",
+        "key",
+        "pending",
+        "quota",
+        "refill_at",
+        "remaining",
+        "reset_at",
+        "timer",
+        "units",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, key: str, quota: Quota) -> None:
+        self.key = key  # the bucket's Redis key
+        self.quota = quota
         self.units = 0  # reserved, not yet used
+        self.refill_at = -1  # reserve the next block in the background at this many units
+        # A reservation ahead came too late (the credit ran out while it was on its way):
+        # from then on the next block is asked for as soon as one arrives, until units go
+        # unused to the end of a lease (the key is no longer that busy).
+        self.eager = False
         self.expires = 0.0
         self.remaining = 0  # Redis's figure at the last reservation
         self.reset_at = 0.0
         self.block = 1  # units to reserve next time
         self.pending: asyncio.Future[None] | None = None  # resolved when the reservation is back
         self.asked = 0  # units that reservation asked for
+        self.timer: asyncio.TimerHandle | None = None  # the end of the lease of the units
 
 
 class _Ask(NamedTuple):
-    key: str
-    quota: Quota
     want: int
     back: int
     lead: bool  # the bucket's one block reservation in flight (the others ask for 1)
     credit: _Credit
-    future: asyncio.Future[Decision] | None  # None: only giving unused units back
+    # The request waiting for this answer; None: a reservation made ahead (all units go to
+    # the credit) or unused units given back (`want` 0).
+    future: asyncio.Future[Decision] | None
 
 
 class RateLimiter:
@@ -249,80 +303,141 @@ class RateLimiter:
         self._workers = workers
         self._lease = lease_s
         self._monotonic = monotonic
-        self._credits: dict[str, _Credit] = {}
+        # Per (key id, role, route class, method): one dictionary lookup finds a request's
+        # bucket, quota and credit.
+        self._credits: dict[tuple[str, str, str, str], _Credit] = {}
         self._tail = workers * MAX_BLOCK
         self.local = LocalBuckets(local_share, clock=clock)
         self._waiting: list[_Ask] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._timers: set[asyncio.TimerHandle] = set()  # lease ends still to come
+        self._closed = False
         self.calls = 0  # EVALSHA round trips
         self.decisions = 0
+
+    def admit_now(
+        self, key_id: str, role: str, route_class: str, method: str
+    ) -> list[tuple[bytes, bytes]] | Later:
+        """For a front that answers without awaiting (cache hits): the RateLimit fields of a
+        request admitted from this worker's credit, [] when no rule limits it, or `LATER`
+        when only `allow` can decide (nothing was consumed then)."""
+        credit = self._credits.get((key_id, role, route_class, method))
+        if credit is None:
+            return [] if self._rules.quota(role, route_class, method) is None else LATER
+        now = self._monotonic()
+        if not self._take(credit, now):
+            return LATER
+        reset = math.ceil(credit.reset_at - now)
+        return _fields(
+            credit.quota.policy_field, credit.remaining + credit.units, reset if reset > 0 else 0
+        )
+
+    def _take(self, credit: _Credit, now: float) -> bool:
+        """One unit from the credit, if it has one under its lease."""
+        if credit.units <= 0 or now >= credit.expires:
+            if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
+                credit.eager = True  # ran out with the block reserved ahead still on its way
+            return False
+        self.decisions += 1
+        credit.units -= 1
+        if credit.units <= credit.refill_at and credit.pending is None:
+            self._reserve_ahead(credit)
+        return True
+
+    def _from_credit(self, credit: _Credit) -> Decision | None:
+        now = self._monotonic()
+        if not self._take(credit, now):
+            return None
+        return Decision(
+            True,
+            credit.quota.limit,
+            credit.remaining + credit.units,
+            max(0, math.ceil(credit.reset_at - now)),
+            0,
+            credit.quota.policy,
+            "redis",
+        )
 
     async def allow(self, key_id: str, role: str, route_class: str, method: str) -> Decision | None:
         """The decision for one request, or None when no rule limits it."""
         quota = self._rules.quota(role, route_class, method)
         if quota is None:
             return None
-        self.decisions += 1
-        key = f"{self._prefix}{key_id}:{route_class}:{method}"
-        if self._script is None:
-            return self.local.decide(key, quota)
-        credit = self._credits.get(key)
+        bucket = (key_id, role, route_class, method)
+        credit = self._credits.get(bucket)
         if credit is None:
+            key = f"{self._prefix}{key_id}:{route_class}:{method}"
+            if self._script is None:
+                self.decisions += 1
+                return self.local.decide(key, quota)
             if len(self._credits) >= 100_000:  # forget idle buckets (their units expired)
                 now = self._monotonic()
                 self._credits = {k: c for k, c in self._credits.items() if c.expires > now}
-            credit = self._credits[key] = _Credit()
-        while True:
-            now = self._monotonic()
-            if credit.units > 0 and now < credit.expires:
-                credit.units -= 1
-                return Decision(
-                    True,
-                    quota.limit,
-                    credit.remaining + credit.units,
-                    max(0, math.ceil(credit.reset_at - now)),
-                    0,
-                    quota.policy,
-                    "redis",
-                )
-            if credit.pending is None or credit.asked == 1:
-                break
+            credit = self._credits[bucket] = _Credit(key, quota)
+        decision = self._from_credit(credit)
+        if decision is not None:
+            return decision
+        while credit.pending is not None and credit.asked > 1:
             # A block is on its way: wait for it rather than ask for a unit of one's own.
             await asyncio.shield(credit.pending)
-        back, credit.units = credit.units, 0  # expired: they go back with this reservation
+            decision = self._from_credit(credit)
+            if decision is not None:
+                return decision
+        self.decisions += 1
+        back = credit.units  # expired: they go back with this reservation
+        credit.units = 0
         loop = asyncio.get_running_loop()
         lead = credit.pending is None
         if lead:
             if back:  # the last block outlived its lease: ask for less
                 credit.block = max(1, credit.block // 2)
-            # The last `workers × MAX_BLOCK` units are decided one by one, in Redis.
-            share = (credit.remaining - self._tail) // (2 * self._workers)
-            credit.asked = want = max(1, min(credit.block, share, MAX_BLOCK))
+            credit.asked = want = self._block_for(credit)
             credit.pending = loop.create_future()
         else:
             want = 1
         future: asyncio.Future[Decision] = loop.create_future()
-        self._ask(_Ask(key, quota, want, back, lead, credit, future))
+        self._ask(_Ask(want, back, lead, credit, future))
         return await future
+
+    def _block_for(self, credit: _Credit) -> int:
+        # The last `workers × MAX_BLOCK` units are decided one by one, in Redis.
+        share = (credit.remaining - self._tail) // (2 * self._workers)
+        return max(1, min(credit.block, share, MAX_BLOCK))
+
+    def _reserve_ahead(self, credit: _Credit) -> None:
+        """A quarter of the block is used: reserve the next one now, while the rest admits."""
+        if self._closed:  # shutting down: the call would outlive the Redis client
+            return
+        want = self._block_for(credit)
+        if want < 2:  # near the limit: the units are decided one by one
+            credit.refill_at = -1
+            return
+        credit.asked = want
+        credit.pending = asyncio.get_running_loop().create_future()
+        self._ask(_Ask(want, 0, True, credit, None))
 
     def _ask(self, ask: _Ask) -> None:
         self._waiting.append(ask)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
-    def _give_back(self, key: str, quota: Quota, credit: _Credit) -> None:
+    def _lease_ends(self, credit: _Credit) -> None:
+        """Have `_give_back` called at the end of the units' lease (one timer per bucket)."""
+        if credit.timer is None and credit.units > 0 and not self._closed:
+            delay = max(0.0, credit.expires - self._monotonic())
+            credit.timer = asyncio.get_running_loop().call_later(delay, self._give_back, credit)
+
+    def _give_back(self, credit: _Credit) -> None:
         """At the end of a lease, unused units go back (another worker may need them)."""
-        self._timers = {
-            timer
-            for timer in self._timers
-            if not timer.cancelled() and timer.when() > asyncio.get_running_loop().time()
-        }
-        if credit.units == 0 or credit.pending is not None or self._monotonic() < credit.expires:
+        credit.timer = None
+        if self._closed or credit.units == 0 or credit.pending is not None:
+            return  # (a reservation in flight: its answer starts the next lease)
+        if self._monotonic() < credit.expires:  # a later reservation extended the lease
+            self._lease_ends(credit)
             return
         back, credit.units = credit.units, 0
         credit.block = max(1, credit.block // 2)
-        self._ask(_Ask(key, quota, 0, back, False, credit, None))
+        credit.eager = False
+        self._ask(_Ask(0, back, False, credit, None))
 
     async def _flush(self) -> None:
         try:
@@ -334,11 +449,12 @@ class RateLimiter:
             self._flusher = None
 
     async def _decide(self, batch: list[_Ask]) -> None:
-        keys = [ask.key for ask in batch]
+        keys = [ask.credit.key for ask in batch]
         args: list[int] = []
         for ask in batch:
-            window = ask.quota.window_s * MICRO
-            args += (max(1, window // ask.quota.limit), window, ask.want, ask.back)
+            quota = ask.credit.quota
+            window = quota.window_s * MICRO
+            args += (max(1, window // quota.limit), window, ask.want, ask.back)
         self.calls += 1
         try:
             with self._breaker.calling():
@@ -357,48 +473,53 @@ class RateLimiter:
             if ask.lead and credit.pending is not None:
                 credit.pending.set_result(None)  # after this loop: followers find the units
                 credit.pending = None
-            if ask.future is None:
+            if ask.want == 0:  # units given back: nothing to decide
                 continue
             if rows is None:
-                if not ask.future.done():
-                    ask.future.set_result(self.local.decide(ask.key, ask.quota))
+                self._lease_ends(credit)
+                if ask.future is not None and not ask.future.done():
+                    ask.future.set_result(self.local.decide(credit.key, credit.quota))
                 continue
             granted, remaining, full_us, wait_us = (int(v) for v in rows[index])
+            # The asking request takes one unit (unless it is gone: its deadline ended).
+            taken = 1 if granted and ask.future is not None and not ask.future.done() else 0
             if granted:
                 if ask.lead and granted == ask.want == credit.block and not ask.back:
                     credit.block = min(2 * credit.block, MAX_BLOCK)  # used up within its lease
-                credit.units += granted - 1
+                credit.units += granted - taken
                 credit.expires = now + self._lease
                 credit.remaining = remaining
                 credit.reset_at = now + full_us / MICRO
-                if granted > 1:
-                    self._timers.add(
-                        asyncio.get_running_loop().call_later(
-                            self._lease, self._give_back, ask.key, ask.quota, credit
-                        )
-                    )
-            if ask.future.done():  # its request was cancelled (deadline): keep its unit
-                credit.units += 1 if granted else 0
+                if ask.lead:
+                    if granted < 4:
+                        credit.refill_at = -1
+                    else:
+                        credit.refill_at = granted - 1 if credit.eager else granted * 3 // 4
+            self._lease_ends(credit)
+            if ask.future is None or ask.future.done():
                 continue
             ask.future.set_result(
                 Decision(
                     granted > 0,
-                    ask.quota.limit,
+                    credit.quota.limit,
                     remaining + credit.units if granted else 0,
                     -(-full_us // MICRO),
                     -(-wait_us // MICRO),
-                    ask.quota.policy,
+                    credit.quota.policy,
                     "redis",
                 )
             )
 
     async def aclose(self) -> None:
-        """At shutdown: no lease ends any more; the reservations in flight finish."""
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        """At shutdown: the reservations in flight finish; no lease ends or reservations
+        ahead any more (they would outlive the Redis client)."""
+        self._closed = True
         if self._flusher is not None:
             await self._flusher
+        for credit in self._credits.values():
+            if credit.timer is not None:
+                credit.timer.cancel()
+                credit.timer = None
 
     def snapshot(self) -> dict[str, Any]:
         return {"decisions": self.decisions, "redisCalls": self.calls}

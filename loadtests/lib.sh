@@ -21,6 +21,19 @@ export RATE_LIMITS="${RATE_LIMITS:-*:*:*=1000000000/60}"
 
 STARTED_PIDS=()
 
+# BENCH_PIN=1 (on 2+ cores, with taskset): servers started by start_server run on CPU 1 and
+# wrk on CPU 0, so the two never compete for a core and a ratio of two servers measured one
+# after the other is not decided by where the scheduler put them. Off by default: the
+# figures in docs/benchmarks.md say when it was on. (FerretDB and Redis are not pinned.)
+PIN_SERVER=()
+PIN_LOAD=()
+if [[ "${BENCH_PIN:-0}" == 1 ]]; then
+  command -v taskset >/dev/null 2>&1 || { echo "BENCH_PIN=1 needs taskset" >&2; exit 1; }
+  (($(nproc) >= 2)) || { echo "BENCH_PIN=1 needs 2 cores" >&2; exit 1; }
+  PIN_SERVER=(taskset -c 1)
+  PIN_LOAD=(taskset -c 0)
+fi
+
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
   log "error: $*"
@@ -47,7 +60,7 @@ free_port() {
 start_server() {
   local logfile="$1"
   shift
-  setsid "$@" >"$logfile" 2>&1 </dev/null &
+  setsid "${PIN_SERVER[@]}" "$@" >"$logfile" 2>&1 </dev/null &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
 }
@@ -136,7 +149,7 @@ wrk_run() {
   shift 5
   local raw ticks_before=0 cpu_field=""
   [[ -z "${CPU_PGID:-}" ]] || ticks_before="$(group_cpu_ticks "$CPU_PGID")"
-  raw="$(timeout $((secs + 30)) wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s --latency \
+  raw="$(timeout $((secs + 30)) "${PIN_LOAD[@]}" wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s --latency \
     -s "$ROOT/loadtests/wrk/bench.lua" "$@" "$url")" || die "wrk failed for $label: $raw"
   local json
   json="$(grep '^WRK_JSON ' <<<"$raw" | sed 's/^WRK_JSON //')"

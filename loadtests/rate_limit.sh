@@ -8,6 +8,9 @@
 # every answer is a 200 that paid for its decision). Both are warmed so every measured GET is
 # a cache hit; then rounds measure them back to back (order alternating), and only ratios
 # within a round are compared, as in middleware.sh. Only one server is under load at a time.
+#
+# RATE_LIMIT_CONTROL=1 runs the same rounds with the limiter off in both servers (an A/A
+# run): its "on÷off" is what this machine's noise and the servers' placement alone give.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
@@ -28,7 +31,9 @@ KEY="$("$PY" -m enterprise keys create --name bench-rate-limit --role platform_a
 AUTH=(-H "Authorization: Bearer $KEY")
 
 MODES=(off on)
+CONTROL="${RATE_LIMIT_CONTROL:-0}"
 declare -A BASES PIDS ENABLED=([off]=false [on]=true)
+[[ "$CONTROL" == 1 ]] && ENABLED[on]=false
 for mode in "${MODES[@]}"; do
   port="$(free_port "${BENCH_PORT:-18500}")"
   BASES[$mode]="http://127.0.0.1:$port"
@@ -46,7 +51,7 @@ for mode in "${MODES[@]}"; do
   head="$(curl -s -D - -o /dev/null "${AUTH[@]}" "${BASES[$mode]}$path" | tr -d '\r')"
   grep -qi '^x-cache: hit' <<<"$head" || die "GET $path (rate limit $mode) is not a cache hit"
   limited="$(grep -ci '^ratelimit:' <<<"$head" || true)"
-  [[ "$mode" == on && "$limited" == 1 || "$mode" == off && "$limited" == 0 ]] ||
+  [[ "${ENABLED[$mode]}" == true && "$limited" == 1 || "${ENABLED[$mode]}" == false && "$limited" == 0 ]] ||
     die "rate limit $mode: $limited RateLimit fields on GET $path"
 done
 

@@ -14,9 +14,10 @@ freshness across workers); this module only speaks HTTP:
   every response, then ``record(hit, status, x_cache, ms)`` (budgets, metrics, access log).
 
 Anything else (a miss, a HEAD, an unknown key, Redis needed) runs the app as before, in the
-same wrapper: one wrapper, not two. ``before_hit`` (optional, async) is asked before a hit is
-answered here, for a check that must also cover hits (a rate limit): False sends the request
-through the app, which applies the same check itself.
+same wrapper: one wrapper, not two. ``before_hit`` (optional) is asked before a hit is
+answered here, for a check that must also cover hits (a rate limit): None sends the request
+through the app, which applies the same check itself. It answers in place when it can and
+returns a coroutine only when it must wait (most hits then pay for no await).
 
 Refresh ahead: when ``find`` marks a hit for refresh (late in its TTL, or stale), the same
 request is replayed through the app in the background with ``REFRESH`` in its scope, at most
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
 from middleware.compression import coded_etag, negotiated
@@ -82,9 +83,10 @@ class HotPathMiddleware(RequestContextMiddleware):
         find: ``scope -> Hit | None``, with no I/O.
         record: Called once per answered hit with ``(hit, status, x_cache, ms)``, inside the
             request's context (request id, timings), before the response is sent.
-        before_hit: Optional async ``(scope, hit) -> headers | None``, asked before a hit is
-            answered here, for a check that must cover hits too (the rate limit): headers to
-            add to the answer, or None to let the app answer (it applies the check itself).
+        before_hit: Optional ``(scope, hit) -> headers | None``, or a coroutine of that when
+            it must wait, asked before a hit is answered here, for a check that must cover
+            hits too (the rate limit): headers to add to the answer, or None to let the app
+            answer (it applies the check itself).
         track: Optional; called with +1 when an HTTP request starts and -1 when it ends,
             however it ends (requests in flight).
         max_refreshes: Background refreshes running at once, at most. Past it a refresh is
@@ -98,7 +100,8 @@ class HotPathMiddleware(RequestContextMiddleware):
         *,
         find: Callable[[Scope], Hit | None],
         record: Callable[[Hit, int, str, float], None],
-        before_hit: Callable[[Scope, Hit], Awaitable[Headers | None]] | None = None,
+        before_hit: Callable[[Scope, Hit], Headers | None | Coroutine[None, None, Headers | None]]
+        | None = None,
         track: Callable[[int], None] | None = None,
         max_refreshes: int = 4,
     ) -> None:
@@ -131,7 +134,8 @@ class HotPathMiddleware(RequestContextMiddleware):
         hit = self._find(scope) if scope["method"] == "GET" else None
         extra: Headers | None = []
         if hit is not None and self._before_hit is not None:
-            extra = await self._before_hit(scope, hit)
+            checked = self._before_hit(scope, hit)
+            extra = checked if checked is None or isinstance(checked, list) else await checked
         if hit is not None and extra is not None:
             self.answered += 1
             await self._answer(scope, send, hit, request_id, timings, extra)

@@ -93,13 +93,5 @@ class RateLimitMiddleware:
     ) -> None:
         decision = req.context.get("rate_limit")
         if decision is not None:
-            for name, value in headers_for(decision):
+            for name, value in rate_limit_headers(decision):
                 resp.set_header(name, value)
-
-
-def headers_for(decision: Any) -> list[tuple[str, str]]:
-    """The RateLimit headers of an allowed request (also sent on hot-path hits)."""
-    return [
-        ("RateLimit-Policy", decision.policy),
-        ("RateLimit", f'"default";r={decision.remaining};t={decision.reset_s}'),
-    ]

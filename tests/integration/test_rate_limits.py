@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pybreaker
 import pytest
 import redis.asyncio
 from pymongo import AsyncMongoClient
 
 from enterprise.app import create_app
 from enterprise.capabilities import ServerCapabilities
+from enterprise.ratelimit import LATER, RateLimiter, Rules
 from enterprise.settings import Settings
 from tests.conftest import Server, make_client, new_key, server_env, settings_for
 
@@ -180,3 +182,46 @@ async def test_far_from_the_limit_a_worker_reserves_blocks_and_gives_back_the_re
         await asyncio.sleep(0.6)  # the lease ends: unused units go back to the bucket
         after = await client.get(url, headers=admin)
         assert after.headers["ratelimit"].startswith('"default";r=9899;')
+
+
+async def test_a_busy_key_finds_credit_while_its_next_block_is_reserved(
+    database: str, redis_client: redis.asyncio.Redis
+) -> None:
+    """16 callers of one key, each yielding to the event loop between requests as a server's
+    connections do: once the block has grown (1, 2, 4 … 128; everyone waits for those), the
+    next one is reserved before the credit runs out, so nearly every request is admitted in
+    place (`admit_now`, no await); and the count stays exact: the 3,200 admitted requests saw
+    3,200 distinct places in line, the first 3,200 of the quota."""
+    limit = 100_000
+    limiter = RateLimiter(
+        redis_client,
+        pybreaker.CircuitBreaker(),
+        Rules.parse(f"*:*:*={limit}/864000"),
+        local_share=1.0,
+        lease_s=5,
+        namespace=f"{database}-ahead",
+    )
+    awaited = [0, 0]  # requests that had to await `allow`, in each half of the run
+    seen: list[int] = []
+
+    async def caller() -> None:
+        for i in range(200):
+            fields = limiter.admit_now("key", "platform_admin", "items", "GET")
+            if fields is LATER:
+                awaited[i // 100] += 1
+                decision = await limiter.allow("key", "platform_admin", "items", "GET")
+                assert decision is not None
+                assert decision.allowed
+                seen.append(decision.remaining)
+            else:
+                value = dict(fields)[b"ratelimit"].decode()
+                seen.append(int(value.split(";r=")[1].split(";")[0]))
+            await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(caller() for _ in range(16)))
+    finally:
+        await limiter.aclose()
+    assert sorted(seen) == list(range(limit - 3_200, limit))
+    assert limiter.calls <= 40  # blocks of 1, 2 … 128: not one round trip per request
+    assert awaited[1] <= 1_600 * 0.02, awaited  # once the blocks have grown
