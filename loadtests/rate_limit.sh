@@ -11,7 +11,14 @@
 #
 # RATE_LIMIT_CONTROL=1 runs the same rounds with the limiter off in both servers (an A/A
 # run): its "on÷off" is what this machine's noise and the servers' placement alone give.
+#
+# RATE_LIMIT_PAIRED=1 loads both servers at the same time instead, each pinned to the same
+# core (wrk on the other): whatever slows the machine during a round slows both alike, and
+# the core's time is split between two always-busy servers, so their req/s ratio is the
+# inverse of their CPU per request.
 set -euo pipefail
+PAIRED="${RATE_LIMIT_PAIRED:-0}"
+[[ "$PAIRED" == 1 ]] && export BENCH_PIN=1
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
 
@@ -32,6 +39,7 @@ AUTH=(-H "Authorization: Bearer $KEY")
 
 MODES=(off on)
 CONTROL="${RATE_LIMIT_CONTROL:-0}"
+
 declare -A BASES PIDS ENABLED=([off]=false [on]=true)
 [[ "$CONTROL" == 1 ]] && ENABLED[on]=false
 for mode in "${MODES[@]}"; do
@@ -63,7 +71,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
   export BENCH_ROUND="$round"
   modes=(off on)
   ((round % 2 == 1)) || modes=(on off)
-  for mode in "${modes[@]}"; do measure "$mode"; done
+  if [[ "$PAIRED" == 1 ]]; then
+    measure "${modes[0]}" &
+    measure "${modes[1]}"
+    wait $! || die "wrk (${modes[0]}) failed in round $round"
+  else
+    for mode in "${modes[@]}"; do measure "$mode"; done
+  fi
 done
 for mode in "${MODES[@]}"; do stop_server "${PIDS[$mode]}"; done
 

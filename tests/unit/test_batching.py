@@ -70,3 +70,28 @@ async def test_aclose_waits_for_a_read_nobody_awaits() -> None:
     await reader.aclose()
     assert pending.done()
     assert pending.result()[1] == [1]
+
+
+async def test_a_read_sent_alone_does_not_queue_behind_the_shared_read() -> None:
+    """A lease renewal must come back within its lease: it is sent at once, beside a shared
+    read in flight, not after it (under load each read takes several event-loop turns)."""
+    release = asyncio.Event()
+    fetched: list[list[str]] = []
+
+    async def fetch(keys: list[str]) -> list[Any]:
+        fetched.append(keys)
+        if keys == ["slow"]:
+            await release.wait()
+        return [1] * len(keys)
+
+    reader = BatchedReader(fetch)
+    shared = asyncio.ensure_future(reader.read(["slow"]))
+    await asyncio.sleep(0.01)
+    assert fetched == [["slow"]]  # the shared read is in flight, held
+    alone = reader.submit_alone(["seq"])
+    await asyncio.wait_for(asyncio.shield(alone), 1)  # answered while the other is held
+    assert alone.result()[1] == [1]
+    assert not shared.done()
+    release.set()
+    assert await shared == [1]
+    await reader.aclose()
