@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,15 +39,14 @@ def _collect_abandoned_sockets() -> Iterator[None]:
 
 @contextmanager
 def _hung(stack: FaultStack) -> Iterator[None]:
-    """The MongoDB-compatible server stopped in its tracks (SIGSTOP), resumed on exit."""
-    pids = Path(stack.env["STACK_DIR"]) / "pids"
-    pid_file = next(p for p in (pids / "ferretdb2.pid", pids / "ferretdb.pid") if p.exists())
-    pid = int(pid_file.read_text())
-    os.kill(pid, signal.SIGSTOP)
+    """The MongoDB-compatible server stopped in its tracks (SIGSTOP), resumed on exit: the
+    one of the backend under test (a pid file another backend left in the stack directory
+    must not be the one signalled: the server answering would then go on answering)."""
+    stack.signal_mongo(signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        stack.signal_mongo(signal.SIGCONT)
 
 
 def _settings(fault_settings: Settings, **changes: Any) -> Settings:
