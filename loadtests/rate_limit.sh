@@ -6,18 +6,24 @@
 # Two servers of the same command and worker count: `off` (RATE_LIMIT_ENABLED=false) and `on`
 # (as shipped: every request decided by the Redis script, with a quota no run reaches, so
 # every answer is a 200 that paid for its decision). Both are warmed so every measured GET is
-# a cache hit; then rounds measure them back to back (order alternating), and only ratios
-# within a round are compared, as in middleware.sh. Only one server is under load at a time.
+# a cache hit; then each round measures both, and only ratios within a round are compared.
+#
+# RATE_LIMIT_PAIRED=1 (the default on 2+ cores) loads both servers at the same time, each
+# pinned to the same core (wrk on the other): whatever slows the machine during a round
+# slows both alike, and the core's time is split between two always-busy servers, so their
+# req/s ratio is the inverse of their CPU per request. RATE_LIMIT_PAIRED=0 measures them back
+# to back (order alternating, one server under load at a time), as middleware.sh does.
 #
 # RATE_LIMIT_CONTROL=1 runs the same rounds with the limiter off in both servers (an A/A
 # run): its "on÷off" is what this machine's noise and the servers' placement alone give.
-#
-# RATE_LIMIT_PAIRED=1 loads both servers at the same time instead, each pinned to the same
-# core (wrk on the other): whatever slows the machine during a round slows both alike, and
-# the core's time is split between two always-busy servers, so their req/s ratio is the
-# inverse of their CPU per request.
 set -euo pipefail
-PAIRED="${RATE_LIMIT_PAIRED:-0}"
+# Paired by default where it can be (2+ cores, taskset): its rounds are the ones that can
+# tell 5 % apart on a noisy machine (docs/benchmarks.md).
+if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then
+  PAIRED="${RATE_LIMIT_PAIRED:-1}"
+else
+  PAIRED="${RATE_LIMIT_PAIRED:-0}"
+fi
 [[ "$PAIRED" == 1 ]] && export BENCH_PIN=1
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
