@@ -241,7 +241,10 @@ async def test_filters_and_keyset_pages(client: httpx.AsyncClient, admin: dict[s
         params = {"limit": 3, "cursor": body["page"]["next"]}
     assert len(pages) == 8
     assert len({e["id"] for e in pages}) == 8
-    assert [e["at"] for e in pages] == sorted((e["at"] for e in pages), reverse=True)
+    # Newest first, compared as instants: RFC 3339 text leaves out a zero fraction
+    # ("…:04Z" is after "…:03.961Z" but sorts before "…:04.059Z" as a string).
+    times = [datetime.fromisoformat(e["at"]) for e in pages]
+    assert times == sorted(times, reverse=True)
 
 
 async def test_a_new_write_shows_at_once(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
