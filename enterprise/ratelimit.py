@@ -125,8 +125,13 @@ class Decision(NamedTuple):
         """The draft's two fields of an allowed answer, as ASGI headers."""
         return [
             (b"ratelimit-policy", self.policy.encode()),
-            (b"ratelimit", b'"default";r=%d;t=%d' % (self.remaining, self.reset_s)),
+            _remaining(self.remaining, self.reset_s),
         ]
+
+
+def _remaining(remaining: int, reset_s: int) -> tuple[bytes, bytes]:
+    """The `RateLimit` field (draft-ietf-httpapi-ratelimit-headers-10, §4) as an ASGI header."""
+    return (b"ratelimit", b'"default";r=%d;t=%d' % (remaining, reset_s))
 
 
 class Later(enum.Enum):
@@ -326,11 +331,7 @@ class RateLimiter:
         reset = math.ceil(credit.reset_at - now)
         return [
             credit.quota.policy_field,
-            (
-                b"ratelimit",
-                b'"default";r=%d;t=%d'
-                % (credit.remaining + credit.units, reset if reset > 0 else 0),
-            ),
+            _remaining(credit.remaining + credit.units, reset if reset > 0 else 0),
         ]
 
     def _take(self, credit: _Credit, now: float) -> bool:
