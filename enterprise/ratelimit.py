@@ -15,8 +15,8 @@ per burst, across any number of workers.
 so far from its limit a worker reserves a block of a bucket's units at once and admits the
 next requests from that credit without asking (`admit_now`: no await, no I/O). The block
 starts at 1 and doubles while the credit is used up within its lease (`RATE_LIMIT_LEASE_MS`),
-up to `MAX_BLOCK` and never more than `(remaining - WORKERS × MAX_BLOCK) / (2 × WORKERS)`:
-the last `WORKERS × MAX_BLOCK` units of a bucket are decided one by one in Redis, so the
+up to `MAX_BLOCK` and never more than `(remaining - WORKERS × ONE_BY_ONE) / (2 × WORKERS)`:
+the last `WORKERS × ONE_BY_ONE` units of a bucket are decided one by one in Redis, so the
 count is exact where refusals start. Once a quarter of a block of 4 or more is used, the next
 one is reserved in the background, so a busy key's requests find credit instead of waiting for
 the round trip; a bucket whose credit ran out before that answer came asks for the next block
@@ -87,12 +87,17 @@ end
 return out
 """
 MICRO = 1_000_000
-# Units reserved at once at most: one round trip per 256 requests of a busy key. The next
-# block is asked for once a quarter of one is used: the rest (192 requests, 12 turns of a
-# worker's event loop at 16 connections) is the time its answer has to come back in. (With
-# blocks of 64 and half a block left, 1 request in 8 found the credit empty: a round trip
-# takes 3-4 turns.)
-MAX_BLOCK = 256
+# Units reserved at once at most: one round trip per 1,024 requests of a busy key. A round
+# trip costs the worker 150-250 µs of CPU (redis-py, the syscalls; /tmp measurements), so at
+# 256 it was about 1 µs of every hit, 1 % of a cached GET. A block only grows while it is used
+# up within its lease, so only a key sending thousands of requests a second per worker gets
+# blocks this big. The next block is asked for once a quarter of one is used: the rest is the
+# time its answer has to come back in. (With blocks of 64 and half a block left, 1 request in
+# 8 found the credit empty: a round trip takes 3-4 turns of a busy event loop.)
+MAX_BLOCK = 1024
+# The last `WORKERS × ONE_BY_ONE` units of a bucket are decided one by one, in Redis (exact
+# where refusals start); blocks stay below half of the rest, shared among the workers.
+ONE_BY_ONE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +286,7 @@ class RateLimiter:
         workers: how many workers share the buckets (reserved blocks stay below
             `remaining / (2 × workers)`).
         lease_s: how long reserved units may be used before they go back.
+        max_block: units reserved at once at most.
         namespace: keeps deployments (and test databases) sharing one Redis apart.
     """
 
@@ -293,6 +299,7 @@ class RateLimiter:
         local_share: float,
         workers: int = 1,
         lease_s: float = 0.25,
+        max_block: int = MAX_BLOCK,
         namespace: str = "enterprise",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -304,11 +311,12 @@ class RateLimiter:
         self._script: Any = redis.register_script(GCRA) if redis is not None else None
         self._workers = workers
         self._lease = lease_s
+        self._max_block = max_block
         self._monotonic = monotonic
         # Per (key id, role, route class, method): one dictionary lookup finds a request's
         # bucket, quota and credit.
         self._credits: dict[tuple[str, str, str, str], _Credit] = {}
-        self._tail = workers * MAX_BLOCK
+        self._tail = workers * ONE_BY_ONE
         self.local = LocalBuckets(local_share, clock=clock)
         self._waiting: list[_Ask] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -402,9 +410,9 @@ class RateLimiter:
         return await future
 
     def _block_for(self, credit: _Credit) -> int:
-        # The last `workers × MAX_BLOCK` units are decided one by one, in Redis.
+        # The last `workers × ONE_BY_ONE` units are decided one by one, in Redis.
         share = (credit.remaining - self._tail) // (2 * self._workers)
-        return max(1, min(credit.block, share, MAX_BLOCK))
+        return max(1, min(credit.block, share, self._max_block))
 
     def _reserve_ahead(self, credit: _Credit) -> None:
         """A quarter of the block is used: reserve the next one now, while the rest admits."""
@@ -488,7 +496,8 @@ class RateLimiter:
             taken = 1 if granted and ask.future is not None and not ask.future.done() else 0
             if granted:
                 if ask.lead and granted == ask.want == credit.block and not ask.back:
-                    credit.block = min(2 * credit.block, MAX_BLOCK)  # used up within its lease
+                    # used up within its lease: double it
+                    credit.block = min(2 * credit.block, self._max_block)
                 credit.units += granted - taken
                 credit.expires = now + self._lease
                 credit.remaining = remaining

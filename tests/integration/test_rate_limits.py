@@ -202,6 +202,7 @@ async def test_a_busy_key_finds_credit_while_its_next_block_is_reserved(
         Rules.parse(f"*:*:*={limit}/864000"),
         local_share=1.0,
         lease_s=5,
+        max_block=256,  # 3,200 requests then span a dozen blocks (1,024: only 4)
         namespace=f"{database}-ahead",
     )
     awaited = [0, 0]  # requests that had to await `allow`, in each half of the run
