@@ -101,10 +101,10 @@ class HotReads:
         if limiter is None or hit.state == STATIC or scope["path"].startswith(self._exempt):
             return []
         plan, principal = hit.context
-        args = (principal.key_id, str(principal.role), plan.route_class, "GET")
-        fields = limiter.admit_now(*args)
+        role = str(principal.role)
+        fields = limiter.admit_now(principal.key_id, role, plan.route_class, "GET")
         if fields is LATER:
-            return self._asked(limiter.allow(*args))
+            return self._asked(limiter.allow(principal.key_id, role, plan.route_class, "GET"))
         return fields
 
     @staticmethod

@@ -130,13 +130,13 @@ class Decision(NamedTuple):
         """The draft's two fields of an allowed answer, as ASGI headers."""
         return [
             (b"ratelimit-policy", self.policy.encode()),
-            _remaining(self.remaining, self.reset_s),
+            (b"ratelimit", RATELIMIT % (self.remaining, self.reset_s)),
         ]
 
 
-def _remaining(remaining: int, reset_s: int) -> tuple[bytes, bytes]:
-    """The `RateLimit` field (draft-ietf-httpapi-ratelimit-headers-10, §4) as an ASGI header."""
-    return (b"ratelimit", b'"default";r=%d;t=%d' % (remaining, reset_s))
+# The `RateLimit` field (draft-ietf-httpapi-ratelimit-headers-10, §4): remaining, reset.
+RATELIMIT = b'"default";r=%d;t=%d'
+_ceil = math.ceil
 
 
 class Later(enum.Enum):
@@ -336,23 +336,30 @@ class RateLimiter:
         now = self._monotonic()
         if not self._take(credit, now):
             return LATER
-        reset = math.ceil(credit.reset_at - now)
+        reset = credit.reset_at - now
         return [
             credit.quota.policy_field,
-            _remaining(credit.remaining + credit.units, reset if reset > 0 else 0),
+            (
+                b"ratelimit",
+                RATELIMIT % (credit.remaining + credit.units, _ceil(reset) if reset > 0 else 0),
+            ),
         ]
 
     def _take(self, credit: _Credit, now: float) -> bool:
         """One unit from the credit, if it has one under its lease."""
         if credit.units <= 0 or now >= credit.expires:
-            if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
-                credit.eager = True  # ran out with the block reserved ahead still on its way
+            self._ran_out(credit)
             return False
         self.decisions += 1
         credit.units -= 1
         if credit.units <= credit.refill_at and credit.pending is None:
             self._reserve_ahead(credit)
         return True
+
+    @staticmethod
+    def _ran_out(credit: _Credit) -> None:
+        if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
+            credit.eager = True  # ran out with the block reserved ahead still on its way
 
     def _from_credit(self, credit: _Credit) -> Decision | None:
         now = self._monotonic()
