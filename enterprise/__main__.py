@@ -79,16 +79,17 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
     # Workers must know how many siblings write concurrently (the write guard needs it).
     os.environ["WORKERS"] = str(args.workers)
     # Workers publish their figures (Prometheus values, SRE snapshots) in one directory, so
-    # any of them can answer for all. Set before a worker imports prometheus_client, which
-    # chooses its multiprocess mode then. Given: emptied; not given: a fresh one, removed
-    # when the server stops.
-    from enterprise.metrics import prepare_directory
-
+    # any of them can answer for all. Given: emptied; not given: a fresh one, removed when
+    # the server stops. Set before anything imports prometheus_client, which chooses its
+    # multiprocess mode on import: granian forks its workers from this process, so they
+    # keep the mode this process chose (uvicorn's start afresh).
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
     created = not directory
     if created:
         directory = tempfile.mkdtemp(prefix="enterprise-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    from enterprise.metrics import prepare_directory
+
     prepare_directory(directory)
     try:
         run(

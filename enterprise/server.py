@@ -27,9 +27,19 @@ def run(target: str, *, host: str, port: int, workers: int, server: str = "uvico
             workers=workers,
             log_access=False,
             backpressure=512,
+            # A worker that dies (a crash, the OOM killer) is started again, as uvicorn's
+            # supervisor does; by default granian stops the whole server instead. (It still
+            # stops when a respawned worker dies within 5.5 s: a crash loop.)
+            respawn_failed_workers=True,
+            respawn_interval=0.5,
         ).serve()
         return
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as ex:
+        raise SystemExit(
+            f"--server uvicorn needs the bench extra: pip install -e '.[bench]' ({ex})"
+        ) from ex
 
     uvicorn.run(
         target,

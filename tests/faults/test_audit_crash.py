@@ -1,7 +1,7 @@
 """A worker killed around a write: its audit record stays pending and `audit reconcile`
 settles it by what reached the database.
 
-The real server (`python -m enterprise serve`, 2 uvicorn workers, which the supervisor
+The real server (`python -m enterprise serve`, 2 workers, which the server's supervisor
 respawns) runs with `TEST_FAULT_CRASH`, which SIGKILLs the worker either after the write
 (record pending, document written) or before it (record pending, nothing written).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -37,10 +38,28 @@ async def _reconcile(settings: Settings, *args: str) -> str:
     return out.decode()
 
 
+# granian stops the whole server when a worker it respawned dies within 5.5 s (a crash
+# loop, `granian/server/common.py`); a supervisor above it (compose, systemd) restarts it.
+# Kills here are spaced past that, as real crashes are.
+CRASH_LOOP_S = 6.0
+
+
 async def _killed(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> None:
-    """Send a write whose worker dies before answering: the connection drops, no status."""
+    """Send a write whose worker dies before answering: the connection drops, no status.
+    Then wait until the server has its workers again (its supervisor starts a new one) and
+    the crash-loop window has passed, so the next write meets a worker."""
+    killed = time.monotonic()
     with pytest.raises(httpx.TransportError):
         await http.request(method, url, **kwargs)
+    while time.monotonic() - killed < CRASH_LOOP_S + 10:
+        try:
+            answered = (await http.get("/health/ready")).status_code == 200
+        except httpx.TransportError:
+            answered = False
+        if answered and time.monotonic() - killed >= CRASH_LOOP_S:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no worker answered within {CRASH_LOOP_S + 10:.0f} s of the kill")
 
 
 @pytest.mark.parametrize("point", ["after-write", "before-write"])
