@@ -13,7 +13,8 @@
 #   bash loadtests/hot_path.sh     # BENCH_DB seeded with the medium preset (seeded if empty)
 #
 # Knobs: SERVERS ("uvicorn granian"), WORKER_COUNTS ("1 2"), ROUNDS (5), DURATION (3 s),
-# CONNECTIONS (16), HOT_LONG_SECONDS (0: skipped), BENCH_PORT (18700: three ports from it).
+# CONNECTIONS (16), HOT_LONG_SECONDS (0: skipped), BENCH_PORT (18700: three ports from it),
+# UNCACHED_SERVER (uvicorn, as `serve`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
@@ -24,21 +25,12 @@ ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-3}"
 CONNECTIONS="${CONNECTIONS:-16}"
 LONG="${HOT_LONG_SECONDS:-0}"
+UNCACHED_SERVER="${UNCACHED_SERVER:-uvicorn}" # the uncached item's server (the serve default)
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/hot_path.jsonl"
 : >"$OUT"
 
-if [[ "$("$PY" - <<'EOF'
-from pymongo import MongoClient
-from enterprise.settings import Settings
-s = Settings.from_env()
-print(MongoClient(s.mongodb_uri)[s.mongodb_database].clinics.estimated_document_count())
-EOF
-)" == 0 ]]; then
-  log "seeding preset medium into $MONGODB_DATABASE"
-  "$PY" -m indexes sync >/dev/null
-  "$PY" -m enterprise seed --preset medium --seed 42 >&2
-fi
+seed_if_empty
 KEY="$("$PY" -m enterprise keys create --name bench-hot --role platform_admin 2>/dev/null)"
 [[ "$KEY" == ent_* ]] || die "could not create an API key (is $MONGODB_DATABASE seeded?)"
 "$PY" "$ROOT/loadtests/targets.py" ids --out "$RESULTS" --clinics 500 >/dev/null
@@ -109,7 +101,7 @@ done
 
 # The uncached item beside the bare driver: same ids, same concurrency, alternating.
 CACHE_ENABLED=false start_and_wait "$RESULTS/server-hot-uncached.log" "$APP/health/ready" \
-  "$PY" -m enterprise serve --port "$APP_PORT" --workers 1 --server uvicorn ||
+  "$PY" -m enterprise serve --port "$APP_PORT" --workers 1 --server "$UNCACHED_SERVER" ||
   die "the API did not start; see $RESULTS/server-hot-uncached.log"
 WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$CONNECTIONS" 2 "$APP" "${AUTH[@]}"
 for ((round = 1; round <= ROUNDS; round++)); do

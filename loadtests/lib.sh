@@ -166,6 +166,21 @@ wrk_run() {
 }
 
 # wrk_warm CONNECTIONS SECONDS URL [WRK ARGS...]: an unrecorded warm-up run.
+# seed_if_empty: the `medium` preset into $MONGODB_DATABASE when it has no clinics.
+seed_if_empty() {
+  if [[ "$("$PY" - <<'EOF'
+from pymongo import MongoClient
+from enterprise.settings import Settings
+s = Settings.from_env()
+print(MongoClient(s.mongodb_uri)[s.mongodb_database].clinics.estimated_document_count())
+EOF
+  )" == 0 ]]; then
+    log "seeding preset medium into $MONGODB_DATABASE"
+    "$PY" -m indexes sync >/dev/null
+    "$PY" -m enterprise seed --preset medium --seed 42 >&2
+  fi
+}
+
 wrk_warm() {
   local conns="$1" secs="$2" url="$3"
   shift 3

@@ -175,9 +175,16 @@ def ratio_rows(results: Path, steps: dict[int, dict[str, Any]]) -> str:
     lines = ["| ratio | per round | median | source |", "|---|---|---|---|"]
     specs = {
         "server_choice.jsonl": [
-            f"app ÷ bare hello, uvicorn w{w}, /health/live=uvicorn-w{w}-app/uvicorn-w{w}-hello:{m}"
+            f"granian ÷ uvicorn, w{w} {kind}=granian-w{w}-{kind}/uvicorn-w{w}-{kind}:{m}"
             for w in (1, 2)
-            for m in ("rps", "p95_ms")
+            for kind in ("item", "item-304", "uncached")
+            for m in ("rps", "p99_ms")
+        ],
+        "hot_path.jsonl": [
+            f"{kind} ÷ bare hello, {server} w{w}={server}-w{w}-{kind}/{server}-w{w}-hello:rps"
+            for server in ("uvicorn", "granian")
+            for w in (1, 2)
+            for kind in ("live", "item", "item-304", "page-br")
         ],
         "domain_vs_driver.jsonl": [
             "uncached item API ÷ bare driver=api-item/driver-item:p50_ms",
@@ -195,7 +202,7 @@ def ratio_rows(results: Path, steps: dict[int, dict[str, Any]]) -> str:
         rows = summarize.load(path)
         for line in summarize.ratios(rows, wanted).splitlines()[2:]:
             lines.append(f"{line} {name} |")
-        if name == "server_choice.jsonl":
+        if name == "hot_path.jsonl":  # the hello of the server `serve` runs (uvicorn)
             for w in (1, 2):
                 values = [float(r["rps"]) for r in rows if r["label"] == f"uvicorn-w{w}-hello"]
                 if values:
@@ -206,7 +213,7 @@ def ratio_rows(results: Path, steps: dict[int, dict[str, Any]]) -> str:
             lines.append(
                 f"| max sustainable mixed req/s ÷ bare hello req/s, w{workers} | - | "
                 f"**{rate / hello[workers]:.3f}** ({rate} ÷ {hello[workers]:,.0f}) | "
-                f"steps-w{workers}, server_choice.jsonl |"
+                f"steps-w{workers}, hot_path.jsonl |"
             )
     return "\n".join(lines)
 

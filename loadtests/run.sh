@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks end to end, each step bounded in time.
 #
-#   (a) loadtests/server_choice.sh      granian vs uvicorn, 1/2 workers, app vs bare Falcon
+#   (a) loadtests/server_choice.sh      granian vs uvicorn, 1/2 workers: live, hit, 304, uncached
 #   (b) loadtests/bench_validation.py   msgspec vs pydantic v2
 #   (c) loadtests/domain_vs_driver.sh   seeds `medium` (if needed), API vs bare driver, no cache
 #   (d) loadtests/middleware.sh         cache hits and 304s vs /health/live; br vs gzip

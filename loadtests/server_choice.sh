@@ -1,67 +1,81 @@
 #!/usr/bin/env bash
-# (a) Server choice: granian vs uvicorn (uvloop + httptools), 1 and 2 workers, serving
-# `/health/live` of the real app and of a bare Falcon hello world (loadtests/hello.py).
+# (a) Server choice: granian vs uvicorn (uvloop + httptools) on what the service answers,
+# at WORKER_COUNTS (1 2): `/health/live`, a cached clinic (a hit, answered before Falcon),
+# its 304 revalidation, and the same clinic with the cache off (the database path).
 #
-#   bash loadtests/server_choice.sh            # 3 rounds, 6 s per run, wrk -t1 -c32
-#   ROUNDS=1 DURATION=3 bash loadtests/server_choice.sh
+#   bash loadtests/server_choice.sh            # 5 rounds, 3 s per run, wrk -t1 -c16
+#   ROUNDS=3 WORKER_COUNTS=2 bash loadtests/server_choice.sh
 #
-# Rounds are interleaved (every configuration once per round, servers restarted each time)
-# so that drift on a shared machine hits all configurations alike. Each measured run follows
-# an unrecorded 2 s warm-up. Latency percentiles (P50/P95/P99) come from wrk's histogram via
-# loadtests/wrk/bench.lua. Output: $RESULTS/server_choice.jsonl and a Markdown summary.
+# Per worker count, four servers run at once (granian and uvicorn, cache on and cache off),
+# each warmed; then in every round each kind is measured on both servers back to back, the
+# server order alternating per round, so drift on this shared machine hits both alike. The
+# figures that decide are the granian ÷ uvicorn ratios of each round's pair, and their median.
+# Output: $RESULTS/server_choice.jsonl and a Markdown summary.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
 
-ROUNDS="${ROUNDS:-3}"
-DURATION="${DURATION:-6}"
-CONNECTIONS="${CONNECTIONS:-32}"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-3}"
+CONNECTIONS="${CONNECTIONS:-16}"
+WORKER_COUNTS="${WORKER_COUNTS:-1 2}"
 OUT="$RESULTS/server_choice.jsonl"
-# The app reads the server's capabilities at startup, so it needs FerretDB; it does no I/O
-# on /health/live.
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 : >"$OUT"
 
-"$PY" -c 'import uvicorn, uvloop, httptools' 2>/dev/null ||
-  die "uvicorn/uvloop/httptools missing: .venv/bin/pip install -e '.[bench]'"
+"$PY" -c 'import granian, uvicorn, uvloop, httptools' 2>/dev/null ||
+  die "granian/uvicorn/uvloop/httptools missing: .venv/bin/pip install -e '.[bench]'"
+seed_if_empty
+KEY="$("$PY" -m enterprise keys create --name bench-server-choice --role platform_admin 2>/dev/null)"
+[[ "$KEY" == ent_* ]] || die "could not create an API key (is $MONGODB_DATABASE seeded?)"
+"$PY" "$ROOT/loadtests/targets.py" ids --out "$RESULTS" --clinics 500 >/dev/null
+AUTH=(-H "Authorization: Bearer $KEY")
+SERVERS=(granian uvicorn)
 
-PORT="$(free_port "${BENCH_PORT:-18100}")"
-URL="http://127.0.0.1:$PORT/health/live"
-
-for ((round = 1; round <= ROUNDS; round++)); do
-  export BENCH_ROUND="$round"
-  for server in granian uvicorn; do
-    for workers in 1 2; do
-      for target in app hello; do
-        label="$server-w$workers-$target"
-        if [[ "$target" == app ]]; then
-          cmd=("$PY" -m enterprise serve)
-        else
-          cmd=("$PY" "$ROOT/loadtests/hello.py")
-        fi
-        start_and_wait "$RESULTS/server-$label.log" "$URL" \
-          "${cmd[@]}" --port "$PORT" --workers "$workers" --server "$server" ||
-          die "$label did not start; see $RESULTS/server-$label.log"
-        wrk_warm "$CONNECTIONS" 2 "$URL"
-        wrk_run "$label" "$OUT" "$CONNECTIONS" "$DURATION" "$URL"
-        stop_server "$SERVER_PID"
-      done
-    done
-  done
-done
+declare -A BASE PIDS
+measure() { # measure SERVER WORKERS KIND
+  local label="$1-w$2-$3" cached="${BASE[$1 on]}"
+  case "$3" in
+    live) wrk_run "$label" "$OUT" "$CONNECTIONS" "$DURATION" "$cached/health/live" ;;
+    item) WRK_PATHS="$RESULTS/clinic_paths.txt" \
+      wrk_run "$label" "$OUT" "$CONNECTIONS" "$DURATION" "$cached" "${AUTH[@]}" ;;
+    item-304) WRK_PATHS="$RESULTS/etags-$1.txt" \
+      wrk_run "$label" "$OUT" "$CONNECTIONS" "$DURATION" "$cached" "${AUTH[@]}" ;;
+    uncached) WRK_PATHS="$RESULTS/clinic_paths.txt" \
+      wrk_run "$label" "$OUT" "$CONNECTIONS" "$DURATION" "${BASE[$1 off]}" "${AUTH[@]}" ;;
+  esac
+}
 
 ratios=()
-for server in granian uvicorn; do
-  for workers in 1 2; do
-    for metric in rps p95_ms; do
-      ratios+=(--ratio "$server w$workers app÷hello=$server-w$workers-app/$server-w$workers-hello:$metric")
+port="${BENCH_PORT:-18100}"
+for workers in $WORKER_COUNTS; do
+  for server in "${SERVERS[@]}"; do
+    for cache in on off; do
+      port="$(free_port $((port + 1)))"
+      BASE[$server $cache]="http://127.0.0.1:$port"
+      CACHE_ENABLED="$([[ $cache == on ]] && echo true || echo false)" start_and_wait \
+        "$RESULTS/server-choice-$server-$cache.log" "${BASE[$server $cache]}/health/ready" \
+        "$PY" -m enterprise serve --port "$port" --workers "$workers" --server "$server" ||
+        die "$server (cache $cache) did not start; see $RESULTS/server-choice-$server-$cache.log"
+      PIDS[$server $cache]="$SERVER_PID"
+      WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$CONNECTIONS" 2 "${BASE[$server $cache]}" "${AUTH[@]}"
+    done
+    "$PY" "$ROOT/loadtests/targets.py" etags --base "${BASE[$server on]}" --key "$KEY" \
+      "$RESULTS/clinic_paths.txt" "$RESULTS/etags-$server.txt"
+  done
+  for ((round = 1; round <= ROUNDS; round++)); do
+    export BENCH_ROUND="$round"
+    order=(granian uvicorn)
+    ((round % 2 == 1)) || order=(uvicorn granian)
+    for kind in live item item-304 uncached; do
+      for server in "${order[@]}"; do measure "$server" "$workers" "$kind"; done
     done
   done
-done
-for target in app hello; do
-  for workers in 1 2; do
-    for metric in rps p95_ms; do
-      ratios+=(--ratio "$target w$workers granian÷uvicorn=granian-w$workers-$target/uvicorn-w$workers-$target:$metric")
+  for key in "${!PIDS[@]}"; do stop_server "${PIDS[$key]}"; done
+  PIDS=()
+  for kind in live item item-304 uncached; do
+    for metric in rps p99_ms; do
+      ratios+=(--ratio "w$workers $kind granian÷uvicorn=granian-w$workers-$kind/uvicorn-w$workers-$kind:$metric")
     done
   done
 done
