@@ -37,17 +37,32 @@ def _conflict(index_name: str, unique_fields: Mapping[str, str], collection: str
     return Conflict(f"a {collection[:-1]} with these values already exists")
 
 
+# A server that stops answers the operations it abandons with an error. MongoDB: shutdown
+# and not-primary codes (InterruptedAtShutdown, ShutdownInProgress, InterruptedDueToRepl
+# StateChange, PrimarySteppedDown, NotWritablePrimary, NotPrimaryNoSecondaryOk,
+# NotPrimaryOrSecondary). FerretDB v2: InternalError (code 1) "context canceled", its
+# request context ended by the stop (seen in the outage test, 2026-12-02: a 500 before).
+_GOING_AWAY_CODES = frozenset({11600, 91, 11602, 189, 10107, 13435, 13436})
+
+
+def _going_away(ex: BaseException) -> bool:
+    if not isinstance(ex, OperationFailure):
+        return False
+    return ex.code in _GOING_AWAY_CODES or (ex.code == 1 and "context canceled" in str(ex))
+
+
 def is_outage(ex: BaseException) -> bool:
     """Whether a failed driver call says the server is not serving (what trips the breaker).
 
     Connection failures and server selection timeouts do. So do timeouts: a hung server
     (SIGSTOP, a full disk, a lock pile-up) accepts connections and never answers, and its
-    only symptom is that calls time out. An answer, even "no" (duplicate key, validation,
-    any other `OperationFailure` that is not a timeout), shows the server serving.
+    only symptom is that calls time out. So does an operation the server abandoned as it
+    stopped. An answer, even "no" (duplicate key, validation, any other `OperationFailure`
+    that is not a timeout), shows the server serving.
     """
     if isinstance(ex, ConnectionFailure):  # server selection, refused, reset, network timeout
         return True
-    return isinstance(ex, PyMongoError) and ex.timeout
+    return isinstance(ex, PyMongoError) and (ex.timeout or _going_away(ex))
 
 
 def _maybe_sent(ex: BaseException | None) -> bool:
@@ -126,6 +141,10 @@ def translated(
             raise DeadlineExceeded(
                 "the database did not answer within the request deadline"
             ) from ex
+        if _going_away(ex):  # the server stopped during the call
+            if write:
+                raise _unknown_outcome() from ex
+            raise Unavailable("the database is unavailable", retry_after=2) from ex
         raise
     except ServerSelectionTimeoutError as ex:
         raise Unavailable("the database is unavailable", retry_after=2) from ex
