@@ -88,12 +88,13 @@ return out
 """
 MICRO = 1_000_000
 # Units reserved at once at most: one round trip per 1,024 requests of a busy key. A round
-# trip costs the worker 150-250 µs of CPU (redis-py, the syscalls; /tmp measurements), so at
-# 256 it was about 1 µs of every hit, 1 % of a cached GET. A block only grows while it is used
-# up within its lease, so only a key sending thousands of requests a second per worker gets
-# blocks this big. The next block is asked for once a quarter of one is used: the rest is the
-# time its answer has to come back in. (With blocks of 64 and half a block left, 1 request in
-# 8 found the credit empty: a round trip takes 3-4 turns of a busy event loop.)
+# trip costs the worker 150-250 µs of CPU (redis-py, the syscalls; /tmp measurements): at 256
+# that is about 1 µs of every hit by arithmetic (the paired bench did not resolve it). A block
+# only grows while it is used up within its lease, so only a key sending thousands of requests
+# a second per worker gets blocks this big. The next block is asked for once a quarter of one
+# is used: the rest is the time its answer has to come back in. (With blocks of 64 and half a
+# block left, 1 request in 8 found the credit empty: a round trip takes 3-4 turns of a busy
+# event loop.)
 MAX_BLOCK = 1024
 # The last `WORKERS × ONE_BY_ONE` units of a bucket are decided one by one, in Redis (exact
 # where refusals start); blocks stay below half of the rest, shared among the workers.
@@ -348,18 +349,14 @@ class RateLimiter:
     def _take(self, credit: _Credit, now: float) -> bool:
         """One unit from the credit, if it has one under its lease."""
         if credit.units <= 0 or now >= credit.expires:
-            self._ran_out(credit)
+            if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
+                credit.eager = True  # ran out with the block reserved ahead still on its way
             return False
         self.decisions += 1
         credit.units -= 1
         if credit.units <= credit.refill_at and credit.pending is None:
             self._reserve_ahead(credit)
         return True
-
-    @staticmethod
-    def _ran_out(credit: _Credit) -> None:
-        if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
-            credit.eager = True  # ran out with the block reserved ahead still on its way
 
     def _from_credit(self, credit: _Credit) -> Decision | None:
         now = self._monotonic()
