@@ -84,9 +84,7 @@ class Circuit:
       calls are merely slow (a long report): nothing happens.
 
     Calls that began before it opened are left to finish: they end when the server answers
-    again or at their deadline. Cancelling them is not safe: PyMongo 4.20 breaks its topology
-    lock when a task is cancelled in server selection ("RuntimeError: Lock is not acquired",
-    measured in tests/faults/test_outage_under_load.py).
+    again or at their deadline (a write cancelled mid-flight would leave its outcome unknown).
 
     Args:
         breaker: From `make_breaker`.

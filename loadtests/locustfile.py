@@ -62,7 +62,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import gevent
@@ -95,11 +95,10 @@ def route_class(name: str) -> str:
     return "lists"
 
 
-T = TypeVar("T")
 _ZIPF: dict[int, list[float]] = {}  # number of items -> cumulative Zipf weights
 
 
-def popular(items: list[T]) -> T:
+def popular[T](items: list[T]) -> T:
     """One of `items`, the n-th picked 1/n as often as the first (Zipf, s = 1)."""
     weights = _ZIPF.get(len(items))
     if weights is None:

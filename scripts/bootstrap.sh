@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Create .venv (Python >= 3.11) and install the package in editable mode with extras.
+# Create .venv (Python >= 3.12) and install the package in editable mode with extras.
 #
 # Usage: scripts/bootstrap.sh [EXTRAS]      EXTRAS defaults to "dev"; e.g. "bench" or "dev,bench"
-# Env:   PYTHON  interpreter used to create the venv (default: python3, then python3.13..3.11)
+# Env:   PYTHON  interpreter used to create the venv (default: python3.12, python3.13, python3,
+#                then the 3.12 and 3.13 that pyenv keeps under $PYENV_ROOT, ~/.pyenv by default)
 #
 # Idempotent and fast when nothing changed: pip runs only when pyproject.toml (or the extras)
 # differ from the stamp kept in .venv.
@@ -23,14 +24,19 @@ die() {
 # shellcheck source=scripts/common.sh
 source "$REPO/scripts/common.sh"
 
-# python_ok EXE: EXE runs and is a CPython the project supports (>= 3.11, < 3.14).
+# python_ok EXE: EXE runs and is a CPython the project supports (>= 3.12, < 3.14; not 3.11:
+# see requires-python in pyproject.toml).
 python_ok() {
-  "$1" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 14) else 1)' 2>/dev/null
+  "$1" -c 'import sys; sys.exit(0 if (3, 12) <= sys.version_info[:2] < (3, 14) else 1)' 2>/dev/null
 }
 
+# The first supported interpreter: on PATH, else one pyenv has installed but not selected (its
+# shims then refuse to run it, so its own binary is used).
 find_python() {
   local candidate
-  for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
+  for candidate in ${PYTHON:-} python3.12 python3.13 python3 \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3; do
     if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then
       command -v "$candidate"
       return 0
@@ -44,7 +50,7 @@ t0="$(now_ms)"
 if [[ -x "$VENV/bin/python" ]] && python_ok "$VENV/bin/python"; then
   log ".venv exists ($("$VENV/bin/python" -V 2>&1))"
 else
-  py="$(find_python)" || die "Python >= 3.11 (< 3.14) not found; install it or set PYTHON=/path/to/python3.12"
+  py="$(find_python)" || die "Python 3.12 or 3.13 not found; install one or set PYTHON=/path/to/python3.12"
   if [[ -e "$VENV" ]]; then
     log ".venv is broken or uses an unsupported Python; recreating it"
     rm -rf "$VENV"
