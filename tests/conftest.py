@@ -294,7 +294,7 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m enterprise serve` as a real subprocess (granian, N workers)."""
+    """`python -m enterprise serve` as a real subprocess (the default server, N workers)."""
 
     def __init__(
         self, env: dict[str, str], workers: int, port: int | None = None, log: Path | None = None
