@@ -215,7 +215,7 @@ class Collection:
     def check_request(self, req: Request, params: dict[str, Any]) -> None:
         """A malformed list request is a 400 even when If-None-Match would match (RFC 9110
         §13.2.1: preconditions apply only to requests that would otherwise succeed)."""
-        self._query(req, params)
+        self._service.check_cursor(self._query(req, params))
 
     def _query(self, req: Request, params: dict[str, Any]) -> ListQuery:
         fixed = {}

@@ -44,7 +44,7 @@ class Search:
         return ["clinics"], self._ttl, True
 
     def check_request(self, req: Request, params: dict[str, Any]) -> None:
-        list_query(req, SEARCH_SPEC, self._limits)
+        self._service.check_cursor(list_query(req, SEARCH_SPEC, self._limits))
 
     async def on_get(self, req: Request, resp: Response) -> None:
         query = list_query(req, SEARCH_SPEC, self._limits)

@@ -58,7 +58,7 @@ class ProviderClinics:
         return ["assignments", "clinics"], self._ttl, True
 
     def check_request(self, req: Request, params: dict[str, Any]) -> None:
-        self._query(req, params["provider_id"])
+        self._service.check_cursor(self._query(req, params["provider_id"]))
 
     def _query(self, req: Request, provider_id: str) -> ListQuery:
         if req.get_param("expand") not in (None, "clinic"):
@@ -105,7 +105,7 @@ class ClinicProviders:
 
     def check_request(self, req: Request, params: dict[str, Any]) -> None:
         object_id(params["clinic_id"], "clinic_id")
-        list_query(req, PROVIDERS_SPEC, self._limits)
+        self._service.check_cursor(list_query(req, PROVIDERS_SPEC, self._limits))
 
     async def on_get(self, req: Request, resp: Response, clinic_id: str) -> None:
         query = list_query(req, PROVIDERS_SPEC, self._limits)

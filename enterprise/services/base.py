@@ -99,6 +99,12 @@ class CrudService:
             page.count = {"value": value, "strategy": query.count, "exact": exact}
         return page
 
+    def check_cursor(self, query: ListQuery) -> None:
+        """A cursor we did not sign is a 400 before any precondition is evaluated (RFC 9110
+        §13.2.1); what it is bound to is checked with the page."""
+        if query.cursor:
+            self._codec.verify(query.cursor)
+
     async def page(self, conditions: dict[str, Any], query: ListQuery, route: str) -> Page:
         bound = binding(route, conditions, query.sort)
         cursor = self._codec.decode(query.cursor, bound) if query.cursor else None

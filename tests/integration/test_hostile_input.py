@@ -164,6 +164,7 @@ async def test_hostile_query_strings_are_4xx_problems_and_write_nothing(
         "NUL": "status=A%00",
         "limit overflow": "limit=99999999999999999999999",
         "fields unknown": "fields=nameKey",
+        "tampered cursor": "cursor=eyJ2IjpbXX0.AAAAAAAAAAAAAAAAAAAAAA",
     }
     for what, query in queries.items():
         for url in reads:
