@@ -58,11 +58,12 @@ def scoped(query: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]
 
 def _read_deadline() -> float | None:
     """When a read is ended in the app: past the driver's deadline by what server selection
-    may overrun it, and before the request's own deadline."""
+    may overrun it, and before the request's own deadline; never before the driver's (a
+    deadline under 50 ms would otherwise end every read before it is sent)."""
     driver, request = driver_deadline(), request_deadline()
     if driver is None or request is None:
         return None
-    return min(driver + SELECTION_OVERRUN_S, request - 0.05)
+    return max(driver, min(driver + SELECTION_OVERRUN_S, request - 0.05))
 
 
 class Repository:
