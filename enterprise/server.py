@@ -16,8 +16,13 @@ def run(target: str, *, host: str, port: int, workers: int, server: str = "uvico
     granian needs the bench extra.
     """
     if server == "granian":
-        from granian.constants import Interfaces
-        from granian.server import Server
+        try:
+            from granian.constants import Interfaces
+            from granian.server import Server
+        except ImportError as ex:
+            raise SystemExit(
+                f"--server granian needs the bench extra: pip install -e '.[bench]' ({ex})"
+            ) from ex
 
         Server(
             target,
@@ -34,12 +39,7 @@ def run(target: str, *, host: str, port: int, workers: int, server: str = "uvico
             respawn_interval=0.5,
         ).serve()
         return
-    try:
-        import uvicorn
-    except ImportError as ex:
-        raise SystemExit(
-            f"--server uvicorn needs the bench extra: pip install -e '.[bench]' ({ex})"
-        ) from ex
+    import uvicorn
 
     uvicorn.run(
         target,
