@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import falcon
 from falcon.asgi import Request, Response
 
+from middleware.response_cache import REFRESH
+
 
 class Decision(Protocol):
     @property
@@ -68,6 +70,10 @@ class RateLimitMiddleware:
         allow: see the module docstring.
         exempt_prefixes: paths never limited (health, metrics: monitoring must not be
             starved by its own key's traffic).
+
+    A background refresh (``REFRESH`` in the scope: the hot path replaying a GET late in its
+    TTL with the client's credentials) is not limited either: the client never sent it, so
+    it must neither spend the key's quota nor be refused by it.
     """
 
     def __init__(self, allow: Allow, *, exempt_prefixes: tuple[str, ...] = ()) -> None:
@@ -78,7 +84,7 @@ class RateLimitMiddleware:
         self, req: Request, resp: Response, resource: object, params: dict[str, Any]
     ) -> None:
         principal = req.context.get("principal")
-        if principal is None or req.path.startswith(self._exempt):
+        if principal is None or req.path.startswith(self._exempt) or req.scope.get(REFRESH):
             return
         route_class = getattr(resource, "budget_class", "default")
         decision = await self._allow(principal.key_id, str(principal.role), route_class, req.method)

@@ -229,3 +229,42 @@ async def test_a_busy_key_finds_credit_while_its_next_block_is_reserved(
     assert sorted(seen) == list(range(limit - 3_200, limit))
     assert limiter.calls <= 40  # blocks of 1, 2 … 256: not one round trip per request
     assert awaited[1] <= 1_600 * 0.02, awaited  # once the blocks have grown
+
+
+async def test_a_background_refresh_spends_none_of_the_keys_quota(
+    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis
+) -> None:
+    # The hot path replays a GET late in its TTL with the client's credentials; the client
+    # did not send that request, so its quota must not pay for it (nor refuse it).
+    app = create_app(
+        settings.with_overrides(
+            rate_limits="*:*:GET=6/3600,*:*:*=50/3600",
+            cache_ttl_organization=4,
+            cache_refresh_ahead=0.9,
+            cache_generation_lease_ms=1000,
+            cache_ttl_jitter=0.0,
+        ),
+        mongo=mongo,
+        redis_client=redis_client,
+    )
+    cache = app.state.cache
+    async with await make_client(app) as client:
+        admin = await new_key(app)
+        org = await _organization(client, admin)
+        url = f"{API}/organizations/{org['id']}"
+        for remaining in (5, 4):  # the miss, then the read that leases its generations
+            answer = await client.get(url, headers=admin)
+            assert answer.headers["ratelimit"].startswith(f'"default";r={remaining};')
+        stores, refreshes = cache.stats.stores, app.state.hot_path.refreshes
+        await asyncio.sleep(0.5)  # past the first 10 % of the TTL: a hit asks for a refresh
+        late = await client.get(url, headers=admin)
+        assert late.headers["x-cache"] == "hit"
+        assert late.headers["ratelimit"].startswith('"default";r=3;')
+        for _ in range(200):  # the refresh runs beside the requests; wait for its store
+            if cache.stats.stores > stores:
+                break
+            await asyncio.sleep(0.02)
+        assert app.state.hot_path.refreshes == refreshes + 1
+        assert cache.stats.stores == stores + 1
+        after = await client.get(url, headers=admin)
+    assert after.headers["ratelimit"].startswith('"default";r=2;'), after.headers["ratelimit"]
