@@ -177,6 +177,10 @@ class Rules:
                 raise ValueError(f"{item!r} is not ROLE:CLASS:METHOD=LIMIT/WINDOW_S") from ex
             if limit < 1 or window < 1:
                 raise ValueError(f"{item!r} needs a limit and window >= 1")
+            if limit > window * MICRO:
+                # The buckets count microseconds (Redis's TIME): a finer rate would be kept
+                # as one per microsecond while RateLimit-Policy announced the larger quota.
+                raise ValueError(f"{item!r} is above 1,000,000 per second, the finest rate kept")
             rules[(role, route_class, method.upper())] = Quota(limit, window)
         return cls(rules)
 

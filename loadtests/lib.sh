@@ -17,7 +17,7 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export LOG_LEVEL="${LOG_LEVEL:-WARNING}"
 # One key drives every benchmark: the limiter stays on (each request pays for its decision,
 # as in production) with a quota no run reaches. loadtests/rate_limit.sh measures its cost.
-export RATE_LIMITS="${RATE_LIMITS:-*:*:*=1000000000/60}"
+export RATE_LIMITS="${RATE_LIMITS:-*:*:*=60000000/60}"
 
 STARTED_PIDS=()
 

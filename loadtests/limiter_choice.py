@@ -30,7 +30,7 @@ async def ours(concurrency: int) -> tuple[float, float]:
     limiter = RateLimiter(
         client,
         pybreaker.CircuitBreaker(),
-        Rules.parse("*:*:*=1000000000/60"),
+        Rules.parse("*:*:*=60000000/60"),
         local_share=1.0,
         namespace=f"choice{time.time_ns()}",
     )
@@ -54,7 +54,7 @@ async def library(concurrency: int, implementation: str) -> tuple[float, float]:
     uri = "async+" + REDIS_URL
     storage = RedisStorage(uri, implementation=implementation)
     limiter = SlidingWindowCounterRateLimiter(storage)
-    item = RateLimitItemPerMinute(1000000000)
+    item = RateLimitItemPerMinute(60000000)
     prefix = f"choice{time.time_ns()}"
 
     async def one(i: int) -> None:

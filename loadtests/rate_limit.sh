@@ -34,7 +34,7 @@ CONNECTIONS="${CONNECTIONS:-16}"
 WORKERS="${WORKERS:-1}"
 SERVER="${SERVER:-uvicorn}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
-export RATE_LIMITS="*:*:*=1000000000/60"
+export RATE_LIMITS="*:*:*=60000000/60"
 OUT="$RESULTS/rate_limit.jsonl"
 : >"$OUT"
 

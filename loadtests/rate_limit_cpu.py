@@ -95,9 +95,7 @@ async def main() -> None:
     apps: dict[str, Any] = {}
     key = ""
     for mode, enabled in (("off", False), ("on", True)):
-        settings = base.with_overrides(
-            rate_limit_enabled=enabled, rate_limits="*:*:*=1000000000/60"
-        )
+        settings = base.with_overrides(rate_limit_enabled=enabled, rate_limits="*:*:*=60000000/60")
         apps[mode] = create_app(settings, mongo=mongo)
         await lifespan(apps[mode], "startup")
         if not key:

@@ -19,10 +19,16 @@ def test_the_most_specific_rule_wins() -> None:
     assert Rules.parse("sre:*:*=1/1").quota("org_admin", "lists", "GET") is None
 
 
-@pytest.mark.parametrize("text", ["*:*=1/60", "*:*:*=0/60", "*:*:*=ten/60", "*:*:*=10"])
+@pytest.mark.parametrize(
+    "text", ["*:*=1/60", "*:*:*=0/60", "*:*:*=ten/60", "*:*:*=10", "*:*:*=60000001/60"]
+)
 def test_malformed_rules_name_the_setting(text: str) -> None:
     with pytest.raises(SettingsError, match="RATE_LIMITS"):
         Settings.from_env({"ENTERPRISE_DEV": "1", "RATE_LIMITS": text})
+
+
+def test_the_finest_rate_is_one_per_microsecond() -> None:
+    assert Rules.parse("*:*:*=60000000/60").quota("sre", "lists", "GET") == Quota(60_000_000, 60)
 
 
 def test_local_share_defaults_to_one_over_workers() -> None:
