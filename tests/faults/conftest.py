@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -46,12 +47,45 @@ class FaultStack:
 
     def signal_mongo(self, signum: int) -> None:
         """SIGSTOP hangs the MongoDB-speaking server (it keeps its sockets and never
-        answers), SIGCONT resumes it: FerretDB v1, or v2 in front of PostgreSQL."""
+        answers), SIGCONT resumes it: FerretDB v1, or v2 in front of PostgreSQL.
+
+        SIGSTOP returns once every thread of the server is stopped, and fails if there is
+        no server to stop: a test of a hung server must never run against a live one (it
+        would pass or fail for the wrong reason). SIGCONT on a stopped server is a no-op."""
         backend = self.env.get("STACK_BACKEND", "documentdb")
         process = "ferretdb2" if backend == "documentdb" else "ferretdb"
         pid_file = Path(self.env["STACK_DIR"]) / "pids" / f"{process}.pid"
-        if pid_file.exists():  # absent: stopped, nothing to signal
-            os.kill(int(pid_file.read_text()), signum)
+        if not pid_file.exists():
+            assert signum != signal.SIGSTOP, f"{process} is not running: nothing to hang"
+            return
+        pid = int(pid_file.read_text())
+        os.kill(pid, signum)
+        if signum == signal.SIGSTOP:
+            _wait_stopped(pid, process)
+
+
+def _wait_stopped(pid: int, process: str, timeout_s: float = 5.0) -> None:
+    """Until every thread of `pid` is stopped (state T or t in /proc)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.exists():  # no procfs: the signal is all there is to go by
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {}
+        for task in tasks.iterdir():
+            try:
+                # The state follows the command name in parentheses, which may hold spaces.
+                states[task.name] = (task / "stat").read_text().rpartition(")")[2].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that ended meanwhile
+        running = {tid: state for tid, state in states.items() if state not in ("T", "t")}
+        if states and not running:
+            return
+        assert time.monotonic() < deadline, (
+            f"SIGSTOP sent to {process} (pid {pid}), yet after {timeout_s} s these threads "
+            f"are not stopped: {running}"
+        )
+        time.sleep(0.005)
 
 
 @pytest.fixture(scope="session")
