@@ -9,7 +9,7 @@
 #   1. Unless $BENCH_DB already holds data (or BENCH_RESEED=1): drop it, `python -m indexes
 #      sync`, `python -m enterprise seed --preset medium` (docs/s goes to seed.txt).
 #   2. `python -m enterprise keys create --name bench --role platform_admin`.
-#   3. Serve with CACHE_ENABLED=false, 1 worker ($SERVER, uvicorn by default).
+#   3. Serve with CACHE_ENABLED=false, 1 worker ($SERVER, granian by default, as `serve`).
 #   4. ROUNDS rounds of: API item and driver item one at a time (-c 1: what the API adds when
 #      FerretDB is not saturated), API item, driver item, API list, driver list (wrk -t1,
 #      rotating ids; the driver walks the same ids in the same order).
@@ -33,7 +33,7 @@ DURATION="${DURATION:-10}"
 ITEM_CONNECTIONS="${ITEM_CONNECTIONS:-16}"
 LIST_CONNECTIONS="${LIST_CONNECTIONS:-4}"
 LIST_DURATION="${LIST_DURATION:-30}"
-SERVER="${SERVER:-uvicorn}"
+SERVER="${SERVER:-granian}"
 ITEM_SAMPLE="${ITEM_SAMPLE:-500}"
 LISTS="${LISTS:-1}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"

@@ -14,7 +14,7 @@
 #
 # Knobs: SERVERS ("uvicorn granian"), WORKER_COUNTS ("1 2"), ROUNDS (5), DURATION (3 s),
 # CONNECTIONS (16), HOT_LONG_SECONDS (0: skipped), BENCH_PORT (18700: three ports from it),
-# UNCACHED_SERVER (uvicorn, as `serve`).
+# UNCACHED_SERVER (granian, as `serve`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
@@ -25,7 +25,7 @@ ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-3}"
 CONNECTIONS="${CONNECTIONS:-16}"
 LONG="${HOT_LONG_SECONDS:-0}"
-UNCACHED_SERVER="${UNCACHED_SERVER:-uvicorn}" # the uncached item's server (the serve default)
+UNCACHED_SERVER="${UNCACHED_SERVER:-granian}" # the uncached item's server (the serve default)
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/hot_path.jsonl"
 : >"$OUT"

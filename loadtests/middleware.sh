@@ -20,7 +20,7 @@ require wrk curl setsid
 ROUNDS="${MIDDLEWARE_ROUNDS:-${ROUNDS:-20}}"
 DURATION="${MIDDLEWARE_DURATION:-2}"
 CONNECTIONS="${CONNECTIONS:-16}"
-SERVER="${SERVER:-uvicorn}"
+SERVER="${SERVER:-granian}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/middleware.jsonl"
 : >"$OUT"

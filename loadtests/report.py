@@ -202,9 +202,9 @@ def ratio_rows(results: Path, steps: dict[int, dict[str, Any]]) -> str:
         rows = summarize.load(path)
         for line in summarize.ratios(rows, wanted).splitlines()[2:]:
             lines.append(f"{line} {name} |")
-        if name == "hot_path.jsonl":  # the hello of the server `serve` runs (uvicorn)
+        if name == "hot_path.jsonl":  # the hello of the server `serve` runs (granian)
             for w in (1, 2):
-                values = [float(r["rps"]) for r in rows if r["label"] == f"uvicorn-w{w}-hello"]
+                values = [float(r["rps"]) for r in rows if r["label"] == f"granian-w{w}-hello"]
                 if values:
                     hello[w] = statistics.median(values)
     for workers, run in sorted(steps.items()):

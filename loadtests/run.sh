@@ -17,7 +17,7 @@
 # then loadtests/report.py: one report, $RESULTS/report/report.md with its PNGs.
 #
 # Env: BENCH_DB (bench_enterprise), BENCH_KEEP_DB=1 keeps it for the next run (saves the
-# ~30 s seed), ROUNDS (3), SERVER (uvicorn), RESULTS (loadtests/results/tmp), STEPS
+# ~30 s seed), ROUNDS (3), SERVER (granian), RESULTS (loadtests/results/tmp), STEPS
 # ("a b c d e f g h i j"), BENCH_QUICK=1: a subset in about 6 minutes (steps a g h, one short round,
 # short locust steps: for trying the pipeline, not for figures), BENCH_WRITE_FACTOR (0.25: the
 # locust steps' write share, see below), BENCH_PUBLISH=DIR copies the
