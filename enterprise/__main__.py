@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         "--server",
         choices=SERVERS,
         default="granian",
-        help="granian by measurement (docs/benchmarks.md); uvicorn: uncached reads ~10%% faster",
+        help="granian by measurement (docs/benchmarks.md); uvicorn for database-bound traffic",
     )
 
     seed = commands.add_parser("seed", help="load deterministic demo or scale data")

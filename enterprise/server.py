@@ -13,10 +13,10 @@ def run(target: str, *, host: str, port: int, workers: int, server: str = "grani
     """Serve `target` ("module:app"); blocks until the server stops.
 
     granian is the default, chosen by measurement (docs/benchmarks.md, server choice): it
-    answers cache hits and 304s 1.4-1.6x more at one worker, with a shorter tail, because it
-    parses and writes HTTP in Rust where uvicorn checks every response header in Python.
-    uvicorn (uvloop + httptools) stays available: it serves uncached, database-bound reads
-    about 10 % more.
+    answers cache hits and 304s 1.2-1.5x more at one worker (1.1x held to one core), with a
+    shorter tail, because it parses and writes HTTP in Rust where uvicorn checks every
+    response header in Python. uvicorn (uvloop + httptools) stays available: with the
+    database on the same cores it answers uncached reads up to 1.2x more.
     """
     if server == "granian":
         from granian.constants import Interfaces

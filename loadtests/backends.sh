@@ -7,7 +7,8 @@
 #
 # For each backend: seed `medium` into $BENCH_DB (once; BENCH_RESEED=1 seeds again) after
 # `python -m indexes sync`, create a key, export its targets and serve the API on it with
-# CACHE_ENABLED=false (every request reaches the server), one worker of the `serve` default (granian). Then ROUNDS
+# CACHE_ENABLED=false (every request reaches the server), one worker of the `serve` default
+# server (granian). Then ROUNDS
 # rounds; in each, every backend in turn (order alternating per round) answers:
 #   item    GET /clinics/{id}, rotating over 500 ids spread over the collection, -c 16
 #   page    GET /organizations/{org}/clinics?limit=20&fields=name,code,status, -c 4

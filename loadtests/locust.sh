@@ -5,7 +5,8 @@
 #
 # It seeds `small` into LOCUST_DB when empty, creates a platform_admin key and ORG_KEY_COUNT
 # org_admin keys (one per organization) with `python -m enterprise keys create`, starts the API
-# (WORKERS workers of the `serve` default, granian) on a free port, samples the workers' CPU from /proc every second,
+# (WORKERS workers of the `serve` default, granian) on a free port, samples the workers' CPU
+# from /proc every second,
 # runs locust and stops the server by process group.
 #
 # Env: LOCUST_DB (loadtest_small), USERS (20), SPAWN_RATE (10), DURATION (60s), WARMUP (20:
