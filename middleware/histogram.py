@@ -6,6 +6,10 @@ Time is cut into slots on two rings: 10 s slots (30 of them) serve the 1- and 5-
 windows, 60 s slots (60 of them) serve the hour. A snapshot merges the live slots of one ring.
 Expired slots are dropped lazily — on the next write to their position or the next snapshot —
 so recording never scans anything.
+
+A value is recorded once, in its 10 s slot (a recording costs about 1.5 µs, a measurable share
+of a cache hit). Each 10 s slot is added to the 60 s slot of its minute when it closes: at the
+first recording or read in a later slot. Until then the hour reads it where it is.
 """
 
 from __future__ import annotations
@@ -131,22 +135,44 @@ class _Ring:
         self.errors = [0] * size
         self.maxima = [0.0] * size
 
-    def record(self, now: float, micros: int, ms: float, over: bool, error: bool) -> None:
-        epoch = int(now // self.slot_s)
-        index = epoch % self.size
+    def record(self, epoch: int, micros: int, ms: float, over: bool, error: bool) -> None:
+        index = self._slot(epoch)
         histogram = self.histograms[index]
-        if self.epochs[index] != epoch or histogram is None:
-            # A new histogram is cheaper than HdrHistogram.reset(), which walks every counter.
-            histogram = self.histograms[index] = _new_histogram()
-            self.epochs[index] = epoch
-            self.over[index] = 0
-            self.errors[index] = 0
-            self.maxima[index] = 0.0
+        assert histogram is not None
         histogram.record_value(micros)
         self.over[index] += over
         self.errors[index] += error
         if ms > self.maxima[index]:
             self.maxima[index] = ms
+
+    def absorb(self, epoch: int, other: _Ring, other_index: int) -> None:
+        """Add slot `other_index` of a finer ring into this ring's slot `epoch` (which
+        covers it), unless a later epoch already took that position."""
+        index = epoch % self.size
+        current = self.epochs[index]
+        if current is not None and current > epoch:
+            return  # older than this ring's span: no window holds it any more
+        histogram = other.histograms[other_index]
+        if histogram is None:
+            return
+        target = self.histograms[self._slot(epoch)]
+        assert target is not None
+        target.add(histogram)
+        self.over[index] += other.over[other_index]
+        self.errors[index] += other.errors[other_index]
+        self.maxima[index] = max(self.maxima[index], other.maxima[other_index])
+
+    def _slot(self, epoch: int) -> int:
+        """The position of `epoch`, emptied first if it held an older one."""
+        index = epoch % self.size
+        if self.epochs[index] != epoch or self.histograms[index] is None:
+            # A new histogram is cheaper than HdrHistogram.reset(), which walks every counter.
+            self.histograms[index] = _new_histogram()
+            self.epochs[index] = epoch
+            self.over[index] = 0
+            self.errors[index] = 0
+            self.maxima[index] = 0.0
+        return index
 
     def live(self, now: float, slots: int) -> Iterator[int]:
         """Indices of slots inside the last ``slots`` epochs; frees expired ones on the way."""
@@ -181,7 +207,10 @@ class SlidingLatency:
     ) -> None:
         self.target_ms = target_ms
         self._clock = clock
-        self._rings = (_Ring(10, 30), _Ring(60, 60))
+        self._fine = _Ring(10, 30)
+        self._coarse = _Ring(60, 60)
+        self._rings = (self._fine, self._coarse)
+        self._open: int | None = None  # the 10 s slot not yet added to its minute
         self._recorded = 0
         # Per window: the merge of its closed slots (it changes once per slot), and the
         # last window and encoding handed out (unchanged until a record or a new slot).
@@ -191,12 +220,24 @@ class SlidingLatency:
     def record(self, ms: float, *, error: bool = False) -> None:
         """Record one latency in milliseconds (clamped to 0..60 s for the quantiles);
         ``error`` counts it among the window's failed requests too."""
-        now = self._clock()
+        epoch = int(self._clock() // self._fine.slot_s)
+        if epoch != self._open:
+            self._close_open_slot()
+            self._open = epoch
         micros = min(round(ms * 1000.0), HIGHEST_US) if ms > 0 else 0
         over = self.target_ms is not None and ms > self.target_ms
-        for ring in self._rings:
-            ring.record(now, micros, ms, over, error)
+        self._fine.record(epoch, micros, ms, over, error)
         self._recorded += 1
+
+    def _close_open_slot(self) -> None:
+        """Add the open 10 s slot to the 60 s slot of its minute (once: it is then closed)."""
+        if self._open is None:
+            return
+        index = self._open % self._fine.size
+        if self._fine.epochs[index] == self._open:
+            minute = self._open * self._fine.slot_s // self._coarse.slot_s
+            self._coarse.absorb(minute, self._fine, index)
+        self._open = None
 
     def window(self, window_s: int) -> Window:
         """The last ``window_s`` seconds as one merged histogram with its exact counters:
@@ -217,7 +258,12 @@ class SlidingLatency:
 
     def _window(self, window_s: int) -> tuple[tuple[int, int], Window, dict[str, Any] | None]:
         ring = self._ring_for(window_s)
-        current = int(self._clock() // ring.slot_s)
+        now = self._clock()
+        if self._open is not None and int(now // self._fine.slot_s) != self._open:
+            self._close_open_slot()
+        current = int(now // ring.slot_s)
+        # (A slot closed since the last read moved from the 10 s ring to its minute: the
+        # hour's sum is the same, so a window cached under this key still holds.)
         key = (current, self._recorded)
         last = self._last.get(window_s)
         if last is not None and last[0] == key:
@@ -227,8 +273,22 @@ class SlidingLatency:
             closed = (current, self._merge(ring, window_s, current, closed_only=True))
             self._closed[window_s] = closed
         window = closed[1] + self._merge(ring, window_s, current, closed_only=False)
+        if ring is self._coarse and self._open is not None:
+            window = window + self._open_slot(window_s)  # this minute's slot still open
         self._last[window_s] = (key, window, None)
         return key, window, None
+
+    def _open_slot(self, window_s: int) -> Window:
+        """The open 10 s slot, not yet added to its minute, as a window of `window_s`."""
+        fine = self._fine
+        assert self._open is not None
+        index = self._open % fine.size
+        histogram = fine.histograms[index]
+        if fine.epochs[index] != self._open or histogram is None:
+            return Window(window_s, None, 0, 0, 0.0)
+        copy = _new_histogram()  # the slot goes on recording; a window does not change
+        copy.add(histogram)
+        return Window(window_s, copy, fine.over[index], fine.errors[index], fine.maxima[index])
 
     def _merge(self, ring: _Ring, window_s: int, current: int, *, closed_only: bool) -> Window:
         """The closed slots of the window, or its current slot alone."""

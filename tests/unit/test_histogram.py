@@ -60,6 +60,34 @@ def test_old_values_leave_the_minute_but_stay_in_five_minutes_and_the_hour() -> 
     assert latency.snapshot(3600).count == 0
 
 
+def test_the_hour_holds_every_value_once_as_its_ten_second_slots_close() -> None:
+    """A value is recorded in its 10 s slot only; the hour adds the slot to its minute when
+    the slot closes (at a later recording or read), and reads the open slot meanwhile."""
+    clock = FakeClock(6000.0)  # the start of a minute
+    latency = SlidingLatency(target_ms=100.0, clock=clock)
+    rng = random.Random(7)
+    recorded: list[float] = []
+    for step in range(200):  # 200 values over 100 s: ten 10 s slots, across two minutes
+        value = rng.lognormvariate(math.log(40.0), 0.8)
+        latency.record(value, error=step % 10 == 0)
+        recorded.append(value)
+        clock.now += 0.5
+        if step % 23 == 0:  # reads in between close slots too
+            hour = latency.snapshot(3600)
+            assert hour.count == len(recorded)
+            assert hour.max == max(recorded)
+    hour, five = latency.snapshot(3600), latency.snapshot(300)
+    assert hour.count == five.count == 200
+    assert hour.over_target == five.over_target == sum(v > 100.0 for v in recorded)
+    assert hour.errors == five.errors == 20
+    assert hour.p95 == five.p95
+    clock.now += 600  # past the five minutes; every slot closed by this read
+    assert latency.snapshot(300).count == 0
+    assert (latency.snapshot(3600).count, latency.snapshot(3600).max) == (200, max(recorded))
+    latency.record(1.0)
+    assert latency.snapshot(3600).count == 201
+
+
 def test_reused_slot_starts_empty() -> None:
     clock = FakeClock()
     latency = SlidingLatency(clock=clock)
