@@ -4,8 +4,8 @@
 
 Run it against a seeded database (MONGODB_DATABASE; the `large` preset for the memory
 figure: `python -m enterprise seed --preset large --seed 42`). It picks the organization
-with the most clinics, starts the API (one uvicorn worker, its own session), and in each
-round, in alternating order:
+with the most clinics, starts the API (one worker of the server `serve` defaults to, its
+own session), and in each round, in alternating order:
 
 * driver: a bare `AsyncMongoClient` runs the export's own query (same filter, sort,
   projection and batch size) and iterates every document;
