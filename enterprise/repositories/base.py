@@ -201,6 +201,10 @@ class Repository:
             try:
                 while batch := await ahead:
                     ahead = asyncio.ensure_future(cursor.to_list(batch_size))
+                    # A task runs only once the loop gets control: give it that now, so the
+                    # getMore is on the wire before the caller's work on this batch, not
+                    # after it (the caller's sends need not yield, granian's often do not).
+                    await asyncio.sleep(0)
                     yield batch
             finally:
                 ahead.cancel()  # a no-op once it has finished
