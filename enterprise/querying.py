@@ -213,14 +213,22 @@ def present(
     document: dict[str, Any], fields: tuple[str, ...] | None, sort: SortSpec = ()
 ) -> dict[str, Any]:
     """Rename `_id` to `id` and drop sort keys that were fetched only for the cursor."""
+    return reveal(document, cursor_only(fields, sort))
+
+
+def cursor_only(fields: tuple[str, ...] | None, sort: SortSpec) -> tuple[str, ...]:
+    """The top-level keys of `sort` fetched only for the cursor, not asked for in `fields`:
+    worked out once per list or export, then dropped from each document by `reveal`."""
+    if fields is None:
+        return ()
+    asked = {name.split(".")[0] for name in fields} | {"_id", "id"}
+    tops = (name.split(".")[0] for name, _ in sort)
+    return tuple(dict.fromkeys(top for top in tops if top not in asked))
+
+
+def reveal(document: dict[str, Any], hidden: tuple[str, ...]) -> dict[str, Any]:
+    """`present` with its hidden keys already worked out."""
     document = {"id": document.pop("_id"), **document}
-    if fields is not None and sort:
-        for name, _ in sort:
-            top = name.split(".")[0]
-            if (
-                top not in ("_id", "id")
-                and top not in fields
-                and not any(f.split(".")[0] == top for f in fields)
-            ):
-                document.pop(top, None)
+    for top in hidden:
+        document.pop(top, None)
     return document

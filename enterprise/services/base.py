@@ -12,7 +12,15 @@ from enterprise.auth import Action, Principal
 from enterprise.cursor import Cursor, CursorCodec, binding, boundary
 from enterprise.errors import NotFound, PreconditionFailed, ValidationFailed
 from enterprise.etags import item_versions
-from enterprise.querying import ListQuery, ResourceSpec, name_key, present, projection
+from enterprise.querying import (
+    ListQuery,
+    ResourceSpec,
+    cursor_only,
+    name_key,
+    present,
+    projection,
+    reveal,
+)
 from enterprise.repositories.base import Changes, Document, Repository
 from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
 from enterprise.services.writes import (
@@ -118,6 +126,7 @@ class CrudService:
             backwards=backwards,
         )
         shown = query.fields if query.fields is not None else tuple(self.spec.fields)
+        hidden = cursor_only(shown, query.sort)
         has_more = len(documents) > query.limit
         documents = documents[: query.limit]
         if backwards:
@@ -128,7 +137,7 @@ class CrudService:
         backward_more = (cursor is not None and bool(documents)) if not backwards else has_more
         return Page(
             # Sort keys outside the whitelist (nameKey) were fetched for the cursor only.
-            data=[present(doc, shown, query.sort) for doc in documents],
+            data=[reveal(doc, hidden) for doc in documents],
             limit=query.limit,
             next=self._codec.encode(Cursor(last, "next"), bound) if forward_more and last else None,
             prev=self._codec.encode(Cursor(first, "prev"), bound)

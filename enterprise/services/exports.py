@@ -17,7 +17,7 @@ from bson import ObjectId
 from enterprise.auth import Action, Principal
 from enterprise.cursor import SortSpec
 from enterprise.errors import NotFound
-from enterprise.querying import ResourceSpec, present, projection
+from enterprise.querying import ResourceSpec, cursor_only, projection, reveal
 from enterprise.repositories.base import Document, Repository
 from enterprise.services import assignments, clinics
 
@@ -78,8 +78,9 @@ async def _presented(
     fields: tuple[str, ...] | None,
     sort: SortSpec,
 ) -> AsyncGenerator[list[Document], None]:
+    hidden = cursor_only(fields, sort)
     try:
         async for batch in batches:
-            yield [present(document, fields, sort) for document in batch]
+            yield [reveal(document, hidden) for document in batch]
     finally:
         await batches.aclose()  # closes the cursor now, also when the client left early

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from enterprise.errors import InvalidInput
-from enterprise.querying import name_key, parse_fields, parse_list, projection
+from enterprise.querying import name_key, parse_fields, parse_list, present, projection
 from enterprise.services.clinics import SEARCH_SPEC, SPEC
 
 pytestmark = pytest.mark.unit
@@ -24,6 +24,23 @@ def test_projection_is_server_side_and_lean() -> None:
         "nameKey": 1,
     }
     assert "nameKey" not in projection(None, SPEC)
+
+
+def test_sort_keys_fetched_only_for_the_cursor_are_not_shown() -> None:
+    sort = (("nameKey", 1), ("address.city", -1), ("_id", 1))
+    fetched = {"_id": 7, "name": "A", "nameKey": "a", "address": {"city": "B"}}
+    assert present(dict(fetched), ("name",), sort) == {"id": 7, "name": "A"}
+    assert present(dict(fetched), ("address.city", "name"), sort) == {
+        "id": 7,
+        "name": "A",
+        "address": {"city": "B"},
+    }
+    assert present(dict(fetched), ("name", "nameKey"), sort)["nameKey"] == "a"
+    # No `fields=`: the projection holds only what may be shown, and all of it is.
+    assert present(dict(fetched), None, sort) == {
+        "id": 7,
+        **{k: v for k, v in fetched.items() if k != "_id"},
+    }
 
 
 def test_list_parameters() -> None:
