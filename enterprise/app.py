@@ -463,6 +463,7 @@ def create_app(
         minimum_size=settings.compression_min_bytes,
         brotli_quality=settings.brotli_quality,
         gzip_level=settings.gzip_level,
+        stream_levels=(settings.stream_brotli_quality, settings.stream_gzip_level),
     )
     wrapped = DisconnectMiddleware(wrapped)
     wrapped = DeadlineMiddleware(

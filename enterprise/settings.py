@@ -105,6 +105,11 @@ class Settings:
     compression_min_bytes: int = 1024
     brotli_quality: int = 4
     gzip_level: int = 6
+    # Streamed bodies (exports) are compressed on every request and never reused: the
+    # fastest levels (on an assignments export br 1 takes 6 ms per 10k documents for a ratio
+    # of 0.104, br 4 21 ms for 0.094; gzip 1 15 ms for 0.122, gzip 6 47 ms for 0.100).
+    stream_brotli_quality: int = 1
+    stream_gzip_level: int = 1
 
     # Breakers around Redis (cache, write guard) and MongoDB (every repository call):
     # open after this many consecutive failures, try one call again after the reset timeout.
@@ -224,6 +229,10 @@ class Settings:
             raise SettingsError("BROTLI_QUALITY must be 0..11")
         if not 1 <= self.gzip_level <= 9:
             raise SettingsError("GZIP_LEVEL must be 1..9")
+        if not 0 <= self.stream_brotli_quality <= 11:
+            raise SettingsError("STREAM_BROTLI_QUALITY must be 0..11")
+        if not 1 <= self.stream_gzip_level <= 9:
+            raise SettingsError("STREAM_GZIP_LEVEL must be 1..9")
         if not 0 <= self.cache_generation_lease_ms <= 1000:
             raise SettingsError("CACHE_GENERATION_LEASE_MS must be 0..1000")
         if not 0 <= self.cache_refresh_ahead < 1:

@@ -178,6 +178,9 @@ class CompressionMiddleware:
             pay for the CPU and the extra header.
         brotli_quality: 4–5 gives most of br's gain at gzip-like CPU cost.
         gzip_level: zlib level for gzip.
+        stream_levels: (brotli quality, gzip level) of streamed bodies, by default the same
+            as the others. A stream is compressed on every request and can be large: the
+            fastest levels may pay better there.
         on_compress: Called with (encoding, raw bytes, compressed bytes, cpu ms) for metrics.
     """
 
@@ -188,12 +191,14 @@ class CompressionMiddleware:
         minimum_size: int = 1024,
         brotli_quality: int = 4,
         gzip_level: int = 6,
+        stream_levels: tuple[int, int] | None = None,
         on_compress: Callable[[str, int, int, float], None] | None = None,
     ) -> None:
         self.app = app
         self.minimum_size = minimum_size
         self.brotli_quality = brotli_quality
         self.gzip_level = gzip_level
+        self.stream_levels = stream_levels or (brotli_quality, gzip_level)
         self.on_compress = on_compress
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -222,7 +227,7 @@ class CompressionMiddleware:
                 headers = _with_vary(list(start.get("headers", ())))
                 if self._compressible(start["status"], headers, encoding, is_head):
                     assert encoding is not None
-                    stream = _StreamCompressor(encoding, self.brotli_quality, self.gzip_level)
+                    stream = _StreamCompressor(encoding, *self.stream_levels)
                     headers = _encoded_headers(headers, encoding, None)
                     await send({**start, "headers": headers})
                     await send(stream.body_message(message))

@@ -206,7 +206,12 @@ def streamer(parts: list[bytes], headers: Headers | None = None) -> ASGIApp:
 PARTS = [orjson.dumps({"id": f"{i:024x}", "name": "Clinic"}) * 40 + b"\n" for i in range(3)]
 
 
-async def stream_messages(app: ASGIApp, accept: str | None, method: str = "GET") -> list[Message]:
+async def stream_messages(
+    app: ASGIApp,
+    accept: str | None,
+    method: str = "GET",
+    stream_levels: tuple[int, int] | None = None,
+) -> list[Message]:
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -217,7 +222,7 @@ async def stream_messages(app: ASGIApp, accept: str | None, method: str = "GET")
 
     headers = [] if accept is None else [(b"accept-encoding", accept.encode())]
     scope = {"type": "http", "method": method, "path": "/", "headers": headers}
-    await CompressionMiddleware(app)(scope, receive, send)
+    await CompressionMiddleware(app, stream_levels=stream_levels)(scope, receive, send)
     return sent
 
 
@@ -246,6 +251,22 @@ async def test_a_stream_is_compressed_chunk_by_chunk_never_buffered(
         assert process(body["body"]) == part  # each chunk decodes on arrival
     assert bodies[-1]["more_body"] is False
     assert process(bodies[-1]["body"]) == b""
+
+
+@pytest.mark.parametrize("levels", [(1, 1), (7, 8)])
+async def test_a_stream_is_compressed_at_the_stream_levels(levels: tuple[int, int]) -> None:
+    """Streams have their own levels (made per request, never reused): the bytes sent are
+    those of a compressor at exactly those levels."""
+    quality, level = levels
+    brotli_out = brotli.Compressor(mode=brotli.MODE_TEXT, quality=quality)
+    gzip_out = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    expected = {
+        "br": [brotli_out.process(part) + brotli_out.flush() for part in PARTS],
+        "gzip": [gzip_out.compress(part) + gzip_out.flush(zlib.Z_SYNC_FLUSH) for part in PARTS],
+    }
+    for accept in ("br", "gzip"):
+        _, *bodies = await stream_messages(streamer(PARTS), accept, stream_levels=levels)
+        assert [body["body"] for body in bodies[:-1]] == expected[accept]
 
 
 async def test_a_stream_is_passed_on_as_it_is_for_identity_and_head() -> None:

@@ -33,6 +33,9 @@ def test_values_are_typed_and_named_in_errors() -> None:
     )
     with pytest.raises(SettingsError, match="DB_POOL_SIZE"):
         Settings.from_env({"CURSOR_SECRET": "s", "DB_POOL_SIZE": "many"})
+    for name, value in (("STREAM_BROTLI_QUALITY", "12"), ("STREAM_GZIP_LEVEL", "0")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({"CURSOR_SECRET": "s", name: value})
 
 
 def test_every_setting_is_documented_in_env_example() -> None:
