@@ -1,6 +1,6 @@
 """NDJSON export against a bare driver iterating the same cursor, and the worker's memory.
 
-    python loadtests/export_bench.py [--kind assignments] [--rounds 5] [--warmup 1] [--port 18400]
+    python loadtests/export_bench.py [--kind assignments] [--rounds 15] [--warmup 1] [--port 18400]
 
 Run it against a seeded database (MONGODB_DATABASE; the `large` preset for the memory
 figure: `python -m enterprise seed --preset large --seed 42`). It picks the organization
@@ -171,7 +171,7 @@ async def measure(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=sorted(KINDS), default="assignments")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured exports per side first")
     parser.add_argument("--port", type=int, default=18400)
     args = parser.parse_args()
