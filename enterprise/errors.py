@@ -30,10 +30,6 @@ class ValidationFailed(DomainError):
     status, title, slug = 422, "Unprocessable Content", "validation-failed"
 
 
-class Unauthorized(DomainError):
-    status, title, slug = 401, "Unauthorized", "unauthorized"
-
-
 class Forbidden(DomainError):
     status, title, slug = 403, "Forbidden", "forbidden"
 
@@ -63,10 +59,6 @@ class UnsupportedMediaType(DomainError):
 
 class PreconditionFailed(DomainError):
     status, title, slug = 412, "Precondition Failed", "precondition-failed"
-
-
-class PreconditionRequired(DomainError):
-    status, title, slug = 428, "Precondition Required", "precondition-required"
 
 
 class Unavailable(DomainError):

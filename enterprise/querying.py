@@ -95,8 +95,6 @@ class ResourceSpec:
     filters: Mapping[str, FilterSpec] = field(default_factory=dict)
     item_budget: str = "default"
     list_budget: str = "lists"
-    item_ttl: int = 60
-    list_ttl: int = 30
     id_fields: frozenset[str] = frozenset()  # ObjectId-valued fields shown as strings
 
     def allowed_fields(self) -> str:
@@ -106,7 +104,6 @@ class ResourceSpec:
 @dataclass(frozen=True, slots=True)
 class ListQuery:
     filter: dict[str, Any]
-    sort_name: str
     sort: SortSpec
     fields: tuple[str, ...] | None
     limit: int
@@ -199,7 +196,6 @@ def parse_list(
         normalised += "&fields=" + ",".join(fields)
     return ListQuery(
         filter=query_filter,
-        sort_name=sort_name,
         sort=full_sort(spec.sorts[sort_name]),
         fields=fields,
         limit=int(raw_limit),
@@ -209,16 +205,9 @@ def parse_list(
     )
 
 
-def present(
-    document: dict[str, Any], fields: tuple[str, ...] | None, sort: SortSpec = ()
-) -> dict[str, Any]:
-    """Rename `_id` to `id` and drop sort keys that were fetched only for the cursor."""
-    return reveal(document, cursor_only(fields, sort))
-
-
 def cursor_only(fields: tuple[str, ...] | None, sort: SortSpec) -> tuple[str, ...]:
     """The top-level keys of `sort` fetched only for the cursor, not asked for in `fields`:
-    worked out once per list or export, then dropped from each document by `reveal`."""
+    worked out once per list or export, then dropped from each document by `present`."""
     if fields is None:
         return ()
     asked = {name.split(".")[0] for name in fields} | {"_id", "id"}
@@ -226,8 +215,9 @@ def cursor_only(fields: tuple[str, ...] | None, sort: SortSpec) -> tuple[str, ..
     return tuple(dict.fromkeys(top for top in tops if top not in asked))
 
 
-def reveal(document: dict[str, Any], hidden: tuple[str, ...]) -> dict[str, Any]:
-    """`present` with its hidden keys already worked out."""
+def present(document: dict[str, Any], hidden: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A stored document as clients see it: `_id` renamed `id`, the `hidden` keys (from
+    `cursor_only`) dropped."""
     document = {"id": document.pop("_id"), **document}
     for top in hidden:
         document.pop(top, None)

@@ -11,7 +11,6 @@ from typing import Any
 
 import pymongo
 from pymongo import AsyncMongoClient, monitoring
-from pymongo.asynchronous.database import AsyncDatabase
 
 from enterprise.capabilities import ServerCapabilities
 from enterprise.plans import (
@@ -170,10 +169,6 @@ async def ping(client: AsyncMongoClient[Document], timeout_s: float) -> float:
     with pymongo.timeout(timeout_s):
         await client.admin.command("ping")
     return (time.perf_counter() - started) * 1000
-
-
-def database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:
-    return client[name]
 
 
 operation_timeout: Callable[[float], AbstractContextManager[Any]] = pymongo.timeout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,6 @@ from enterprise.querying import (
     name_key,
     present,
     projection,
-    reveal,
 )
 from enterprise.repositories.base import Changes, Document, Repository
 from enterprise.schemas import IMMUTABLE, Strict, merge_patch, validate
@@ -137,7 +135,7 @@ class CrudService:
         backward_more = (cursor is not None and bool(documents)) if not backwards else has_more
         return Page(
             # Sort keys outside the whitelist (nameKey) were fetched for the cursor only.
-            data=[reveal(doc, hidden) for doc in documents],
+            data=[present(doc, hidden) for doc in documents],
             limit=query.limit,
             next=self._codec.encode(Cursor(last, "next"), bound) if forward_more and last else None,
             prev=self._codec.encode(Cursor(first, "prev"), bound)
@@ -157,7 +155,7 @@ class CrudService:
         if document is None:
             raise self._not_found(document_id)
         version = document["version"]
-        shown = present(document, fields, extra)
+        shown = present(document, cursor_only(fields, extra))
         shown["_version"] = version
         return shown
 
@@ -292,9 +290,7 @@ class CrudService:
 
     def shown(self, document: Document) -> Document:
         version = document["version"]
-        shown = present(
-            {k: v for k, v in document.items() if k in self.spec.fields or k == "_id"}, None
-        )
+        shown = present({k: v for k, v in document.items() if k in self.spec.fields or k == "_id"})
         shown["_version"] = version
         return shown
 
@@ -325,7 +321,3 @@ class NamedService(CrudService):
 def _public(value: Any) -> Any:
     """Stored value → the form a client sends (ids as strings)."""
     return str(value) if isinstance(value, ObjectId) else value
-
-
-def tenant_filter(principal: Principal, field_name: str) -> Mapping[str, Any]:
-    return {} if principal.tenant is None else {field_name: principal.tenant}

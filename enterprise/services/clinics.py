@@ -78,8 +78,3 @@ class ClinicsService(NamedService):
         if await self._organizations.get(parent, scope, {"_id": 1}) is None:
             raise NotFound(f"organization {parent} was not found")
         return {**fields, "organizationId": parent}
-
-    async def require_organization(self, principal: Principal, organization_id: ObjectId) -> None:
-        """404 for an organization outside the caller's tenant (or one that doesn't exist)."""
-        if principal.tenant is not None and principal.tenant != organization_id:
-            raise NotFound(f"organization {organization_id} was not found")

@@ -17,7 +17,7 @@ from bson import ObjectId
 from enterprise.auth import Action, Principal
 from enterprise.cursor import SortSpec
 from enterprise.errors import NotFound
-from enterprise.querying import ResourceSpec, cursor_only, projection, reveal
+from enterprise.querying import ResourceSpec, cursor_only, present, projection
 from enterprise.repositories.base import Document, Repository
 from enterprise.services import assignments, clinics
 
@@ -81,6 +81,6 @@ async def _presented(
     hidden = cursor_only(fields, sort)
     try:
         async for batch in batches:
-            yield [reveal(document, hidden) for document in batch]
+            yield [present(document, hidden) for document in batch]
     finally:
         await batches.aclose()  # closes the cursor now, also when the client left early

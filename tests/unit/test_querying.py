@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from enterprise.errors import InvalidInput
-from enterprise.querying import name_key, parse_fields, parse_list, present, projection
+from enterprise.querying import (
+    cursor_only,
+    name_key,
+    parse_fields,
+    parse_list,
+    present,
+    projection,
+)
 from enterprise.services.clinics import SEARCH_SPEC, SPEC
 
 pytestmark = pytest.mark.unit
@@ -29,15 +36,15 @@ def test_projection_is_server_side_and_lean() -> None:
 def test_sort_keys_fetched_only_for_the_cursor_are_not_shown() -> None:
     sort = (("nameKey", 1), ("address.city", -1), ("_id", 1))
     fetched = {"_id": 7, "name": "A", "nameKey": "a", "address": {"city": "B"}}
-    assert present(dict(fetched), ("name",), sort) == {"id": 7, "name": "A"}
-    assert present(dict(fetched), ("address.city", "name"), sort) == {
+    assert present(dict(fetched), cursor_only(("name",), sort)) == {"id": 7, "name": "A"}
+    assert present(dict(fetched), cursor_only(("address.city", "name"), sort)) == {
         "id": 7,
         "name": "A",
         "address": {"city": "B"},
     }
-    assert present(dict(fetched), ("name", "nameKey"), sort)["nameKey"] == "a"
+    assert present(dict(fetched), cursor_only(("name", "nameKey"), sort))["nameKey"] == "a"
     # No `fields=`: the projection holds only what may be shown, and all of it is.
-    assert present(dict(fetched), None, sort) == {
+    assert present(dict(fetched), cursor_only(None, sort)) == {
         "id": 7,
         **{k: v for k, v in fetched.items() if k != "_id"},
     }
