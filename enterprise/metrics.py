@@ -12,7 +12,9 @@ status classes, resource kinds, tiers, breaker names, driver command and collect
 
 from __future__ import annotations
 
+import math
 import os
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds; chosen around the P95 budgets (150/200/300 ms, 2 s) so a budget is a bucket edge.
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 120)
+# A value's bucket is the first bound it does not exceed, as prometheus-client's `observe`.
+_REQUEST_BOUNDS = (*_REQUEST_BUCKETS, math.inf)
 _COMMAND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30)
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
@@ -49,7 +53,8 @@ class Metrics:
         registry = self.registry
         self._requests = Histogram(
             "enterprise_http_request_duration_seconds",
-            "Request duration by route template, method and status class.",
+            "Request duration by route template, method and status class (each worker "
+            "hands its values over once per SRE_SNAPSHOT_INTERVAL_S).",
             ("route", "method", "status_class"),
             buckets=_REQUEST_BUCKETS,
             registry=registry,
@@ -82,7 +87,7 @@ class Metrics:
         )
         # Labelled children by their label values: `labels()` costs a lock and a lookup
         # per call; the keys are as bounded as the labels (templates, not paths).
-        self._request_children: dict[tuple[str | None, str, int], Any] = {}
+        self._request_batches: dict[tuple[str | None, str, int], _Batch] = {}
         self._cache_children: dict[tuple[str, str, str], Any] = {}
         self._cache_synced: dict[tuple[str, str, str], int] = {}
         self._refusals = Counter(
@@ -97,18 +102,26 @@ class Metrics:
         """A `RequestObserver` (middleware/budgets.py)."""
         method = req.method if req.method in _METHODS else "OTHER"
         key = (req.uri_template, method, resp.status_code // 100)
-        child = self._request_children.get(key)
-        if child is None:
+        batch = self._request_batches.get(key)
+        if batch is None:
             route = req.uri_template or UNMATCHED_ROUTE
             child = self._requests.labels(route, method, f"{key[2]}xx")
-            self._request_children[key] = child
-        child.observe(ms / 1000.0)
+            batch = self._request_batches[key] = _Batch(child)
+        seconds = ms / 1000.0
+        batch.counts[bisect_left(_REQUEST_BOUNDS, seconds)] += 1
+        batch.total += seconds
+        batch.pending = True
 
     def sync(self, inflight: int, lookups: dict[tuple[str, str, str], int]) -> None:
-        """Hand over what this worker counts anyway (in-flight requests, cache lookups), in
-        a batch: at each snapshot publish and before an exposition, not per request. Each
-        value written costs a lock and a write to the multiprocess file."""
+        """Hand over what this worker counts anyway (in-flight requests, cache lookups,
+        request durations), in a batch: at each snapshot publish and before an exposition,
+        not per request. Each value written costs a lock and a write to the multiprocess
+        file: a request's `observe` took 5.7 µs in multiprocess mode, a sixth of a cache
+        hit's work in process."""
         self._inflight.set(inflight)
+        for batch in self._request_batches.values():
+            if batch.pending:
+                batch.flush()
         for key, total in lookups.items():
             delta = total - self._cache_synced.get(key, 0)
             if delta > 0:
@@ -142,6 +155,30 @@ class Metrics:
         """Drop this worker's live gauges (in-flight, breakers) from the sums."""
         if self.multiproc_dir:
             multiprocess.mark_process_dead(os.getpid(), self.multiproc_dir)  # type: ignore[no-untyped-call]
+
+
+class _Batch:
+    """One labelled child's request durations since the last sync: counts per bucket and
+    their sum, handed over at once. prometheus-client has no call that adds many values:
+    this writes its value objects (`_sum`, `_buckets`) as `observe` does, one `inc` each
+    instead of two per request (tests/unit/test_metrics.py checks the exposition matches)."""
+
+    __slots__ = ("child", "counts", "pending", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.counts = [0] * len(_REQUEST_BOUNDS)
+        self.total = 0.0
+        self.pending = False
+
+    def flush(self) -> None:
+        self.child._sum.inc(self.total)
+        for index, count in enumerate(self.counts):
+            if count:
+                self.child._buckets[index].inc(count)
+        self.counts = [0] * len(_REQUEST_BOUNDS)
+        self.total = 0.0
+        self.pending = False
 
 
 def prepare_directory(path: str) -> None:

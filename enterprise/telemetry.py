@@ -163,6 +163,7 @@ class Telemetry:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_forever())
 
     async def stop(self) -> None:
+        self.sync_metrics()  # the last batch of this worker's values counts too
         if self._publisher is not None:
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

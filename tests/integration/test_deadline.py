@@ -84,6 +84,7 @@ async def test_search_past_its_deadline_gets_504(
     assert (search["windows"]["1m"]["count"], search["windows"]["1m"]["errors"]) == (1, 1)
     # The driver's share of the deadline ran out first (or the outer cancel came).
     assert search["windows"]["1m"]["max"] >= driver_share(deadline) * 1000 * 0.9
+    hurried.state.telemetry.sync_metrics()  # as /metrics does before its exposition
     exposition = hurried.state.metrics.exposition().decode()
     assert (
         'enterprise_http_request_duration_seconds_count{method="GET",'
