@@ -7,6 +7,7 @@ server's capabilities once and `process_shutdown` closes what this app opened.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -234,10 +235,12 @@ def create_app(
     redis_client: Any | None = None,
     access_log: AccessLog | None = None,
     capabilities: ServerCapabilities | None = None,
+    cache_clock: Callable[[], float] = time.time,
 ) -> ASGIApp:
     """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks),
-    a started `access_log` to have a line written per request (`ACCESS_LOG`), and
-    `capabilities` to skip reading (and probing) the server again at startup."""
+    a started `access_log` to have a line written per request (`ACCESS_LOG`),
+    `capabilities` to skip reading (and probing) the server again at startup, and
+    `cache_clock` for the response cache's entry ages (a test's own clock)."""
     metrics = Metrics(settings.prometheus_multiproc_dir) if settings.metrics_enabled else None
     explainer = PlanExplainer()
     timings = CommandTimings(
@@ -285,6 +288,7 @@ def create_app(
         ttl_jitter=settings.cache_ttl_jitter,
         namespace=settings.mongodb_database,
         generation_lease_s=settings.cache_generation_lease_ms / 1000,
+        clock=cache_clock,
     )
     limiter = RateLimiter(
         redis_client,
