@@ -89,6 +89,7 @@ class HotReads:
         self._static = dict(static or {})
         self._limiter = limiter
         self._exempt = exempt_prefixes
+        self._limited: dict[str, bool] = {}  # route template -> rate limited
 
     def before_hit(
         self, scope: Scope, hit: Hit
@@ -98,13 +99,19 @@ class HotReads:
         Decided in place from this worker's credit; a coroutine to await when it needs Redis.
         """
         limiter = self._limiter
-        if limiter is None or hit.state == STATIC or scope["path"].startswith(self._exempt):
+        if limiter is None or hit.state == STATIC:
             return []
         plan, principal = hit.context
-        role = str(principal.role)
+        limited = self._limited.get(plan.template)
+        if limited is None:  # once per route: is it exempt?
+            limited = self._limited[plan.template] = not plan.template.startswith(self._exempt)
+        if not limited:
+            return []
+        # A StrEnum: it hashes and compares as its value, so it serves as the role as it is.
+        role = principal.role
         fields = limiter.admit_now(principal.key_id, role, plan.route_class, "GET")
         if fields is LATER:
-            return self._asked(limiter.allow(principal.key_id, role, plan.route_class, "GET"))
+            return self._asked(limiter.allow(principal.key_id, str(role), plan.route_class, "GET"))
         return fields
 
     @staticmethod

@@ -318,9 +318,10 @@ class RateLimiter:
         self._lease = lease_s
         self._max_block = max_block
         self._monotonic = monotonic
-        # Per (key id, role, route class, method): one dictionary lookup finds a request's
-        # bucket, quota and credit.
-        self._credits: dict[tuple[str, str, str, str], _Credit] = {}
+        # Per (key id, route class, method): one dictionary lookup finds a request's bucket,
+        # quota and credit. (A key's role never changes: keys are created and revoked, never
+        # edited, so the role that chose the quota need not be part of the lookup.)
+        self._credits: dict[tuple[str, str, str], _Credit] = {}
         self._tail = workers * ONE_BY_ONE
         self.local = LocalBuckets(local_share, clock=clock)
         self._waiting: list[_Ask] = []
@@ -334,33 +335,42 @@ class RateLimiter:
     ) -> list[tuple[bytes, bytes]] | Later:
         """For a front that answers without awaiting (cache hits): the RateLimit fields of a
         request admitted from this worker's credit, [] when no rule limits it, or `LATER`
-        when only `allow` can decide (nothing was consumed then)."""
-        credit = self._credits.get((key_id, role, route_class, method))
+        when only `allow` can decide (nothing was consumed then).
+
+        Every cached GET comes here: `_take` is written out in place (a call less), and the
+        `RateLimit` field is the one thing made per request."""
+        credit = self._credits.get((key_id, route_class, method))
         if credit is None:
             return [] if self._rules.quota(role, route_class, method) is None else LATER
         now = self._monotonic()
-        if not self._take(credit, now):
+        units = credit.units
+        if units <= 0 or now >= credit.expires:
+            self._ran_out(credit)
             return LATER
+        credit.units = units = units - 1
+        self.decisions += 1
+        if units <= credit.refill_at and credit.pending is None:
+            self._reserve_ahead(credit)
         reset = credit.reset_at - now
-        return [
-            credit.quota.policy_field,
-            (
-                b"ratelimit",
-                RATELIMIT % (credit.remaining + credit.units, _ceil(reset) if reset > 0 else 0),
-            ),
-        ]
+        value = RATELIMIT % (credit.remaining + units, _ceil(reset) if reset > 0 else 0)
+        return [credit.quota.policy_field, (b"ratelimit", value)]
 
     def _take(self, credit: _Credit, now: float) -> bool:
-        """One unit from the credit, if it has one under its lease."""
+        """One unit from the credit, if it has one under its lease (`admit_now` has its
+        own copy of this)."""
         if credit.units <= 0 or now >= credit.expires:
-            if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
-                credit.eager = True  # ran out with the block reserved ahead still on its way
+            self._ran_out(credit)
             return False
         self.decisions += 1
         credit.units -= 1
         if credit.units <= credit.refill_at and credit.pending is None:
             self._reserve_ahead(credit)
         return True
+
+    @staticmethod
+    def _ran_out(credit: _Credit) -> None:
+        if credit.pending is not None and credit.asked > 1 and credit.refill_at >= 0:
+            credit.eager = True  # ran out with the block reserved ahead still on its way
 
     def _from_credit(self, credit: _Credit) -> Decision | None:
         now = self._monotonic()
@@ -381,7 +391,7 @@ class RateLimiter:
         quota = self._rules.quota(role, route_class, method)
         if quota is None:
             return None
-        bucket = (key_id, role, route_class, method)
+        bucket = (key_id, route_class, method)
         credit = self._credits.get(bucket)
         if credit is None:
             key = f"{self._prefix}{key_id}:{route_class}:{method}"
