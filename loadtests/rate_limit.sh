@@ -4,8 +4,9 @@
 #   bash loadtests/rate_limit.sh   # after domain_vs_driver.sh seeded $BENCH_DB
 #
 # Two servers of the same command and worker count: `off` (RATE_LIMIT_ENABLED=false) and `on`
-# (as shipped: every request decided by the Redis script, with a quota no run reaches, so
-# every answer is a 200 that paid for its decision). Both are warmed so every measured GET is
+# (as shipped: every request decided by the limiter, from the worker's credit reserved in
+# Redis a block at a time, with a quota no run reaches, so every answer is a 200 that paid
+# for its decision). Both are warmed so every measured GET is
 # a cache hit; then each round measures both, and only ratios within a round are compared.
 #
 # RATE_LIMIT_PAIRED=1 (the default on 2+ cores) loads both servers at the same time, each
