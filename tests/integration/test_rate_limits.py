@@ -235,7 +235,9 @@ async def test_a_background_refresh_spends_none_of_the_keys_quota(
     settings: Settings, mongo: AsyncMongoClient[Any], redis_client: redis.asyncio.Redis
 ) -> None:
     # The hot path replays a GET late in its TTL with the client's credentials; the client
-    # did not send that request, so its quota must not pay for it (nor refuse it).
+    # did not send that request, so its quota must not pay for it (nor refuse it). Entry ages
+    # run on the test's own clock (test_hot_path.py says why).
+    now = [1_000_000.0]
     app = create_app(
         settings.with_overrides(
             rate_limits="*:*:GET=6/3600,*:*:*=50/3600",
@@ -246,6 +248,7 @@ async def test_a_background_refresh_spends_none_of_the_keys_quota(
         ),
         mongo=mongo,
         redis_client=redis_client,
+        cache_clock=lambda: now[0],
     )
     cache = app.state.cache
     async with await make_client(app) as client:
@@ -256,7 +259,7 @@ async def test_a_background_refresh_spends_none_of_the_keys_quota(
             answer = await client.get(url, headers=admin)
             assert answer.headers["ratelimit"].startswith(f'"default";r={remaining};')
         stores, refreshes = cache.stats.stores, app.state.hot_path.refreshes
-        await asyncio.sleep(0.5)  # past the first 10 % of the TTL: a hit asks for a refresh
+        now[0] += 0.5  # past the first 10 % of the TTL: a hit asks for a refresh
         late = await client.get(url, headers=admin)
         assert late.headers["x-cache"] == "hit"
         assert late.headers["ratelimit"].startswith('"default";r=3;')

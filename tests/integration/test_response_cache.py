@@ -4,6 +4,7 @@ O(1) generation invalidation, and the timing headers every response carries."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,7 +92,7 @@ class SlowResource:
 
 @asynccontextmanager
 async def slow_cached(
-    redis: Any, *, ttl: float, stale_seconds: float = 30.0
+    redis: Any, *, ttl: float, stale_seconds: float = 30.0, clock: Any = time.time
 ) -> AsyncIterator[tuple[httpx.AsyncClient, SlowResource]]:
     """`SlowResource` at /slow behind the response cache alone, with one cache target."""
     name = uuid.uuid4().hex[:8]
@@ -100,6 +101,7 @@ async def slow_cached(
         make_breaker(f"redis-test-{name}", failure_threshold=5, reset_timeout=5),
         stale_seconds=stale_seconds,
         namespace=f"slow_{name}",
+        clock=clock,
     )
     target = CacheTarget(key=f"r:slow-{uuid.uuid4().hex}", ttl=ttl, list_etag=None)
 
@@ -115,10 +117,14 @@ async def slow_cached(
 
 
 async def test_stale_entry_is_served_while_one_request_refreshes(redis_client: Any) -> None:
-    async with slow_cached(redis_client, ttl=0.5, stale_seconds=60) as (client, resource):
+    # Entry ages on a clock of the test's own: a loaded machine's pause cannot age the
+    # refreshed entry past its 0.5 s TTL before the last GET.
+    now = [1_000_000.0]
+    with_clock = slow_cached(redis_client, ttl=0.5, stale_seconds=60, clock=lambda: now[0])
+    async with with_clock as (client, resource):
         first = await client.get("/slow")
         assert (first.headers["x-cache"], first.json()) == ("miss", {"call": 1})
-        await asyncio.sleep(0.6)  # past the TTL, inside the stale window
+        now[0] += 0.6  # past the TTL, inside the stale window
         answers = await asyncio.gather(*(client.get("/slow") for _ in range(10)))
         states = sorted(a.headers["x-cache"] for a in answers)
         assert states == ["miss"] + ["stale"] * 9  # one refresher, nine served at once
