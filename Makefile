@@ -72,10 +72,11 @@ test: venv $(BROWSER) $(SERVERS) ## Run the test suite (PYTEST_ARGS="-m unit" to
 	if [ $$rc -ne 0 ]; then echo "make test: pytest exited with status $$rc" >&2; fi; \
 	exit $$rc
 
-check: venv ## Lint, format check and type check
+check: venv ## Lint, format check, type check and the import layers (pyproject.toml)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	.venv/bin/lint-imports
 
 loadtest: venv $(SERVERS) ## A short locust run held to the budget table (loadtests/locust.sh); exit 1 on a miss
 	@scripts/bootstrap.sh dev,bench

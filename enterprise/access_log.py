@@ -23,8 +23,8 @@ from typing import Any, BinaryIO
 import falcon.asgi
 import orjson
 
+from enterprise.context import current_request_id, current_timings
 from middleware.budgets import UNMATCHED_ROUTE
-from middleware.request_context import current_request_id, current_timings
 
 LOGGER_NAME = "enterprise.access"
 

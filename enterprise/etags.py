@@ -1,13 +1,15 @@
 """Entity tags (pure). Items: id + version (+ a digest of the selected fields).
 Lists: the collection generations plus the normalised query, as a weak validator.
-Parsing of incoming tags is the conditional middleware's; this module only makes them."""
+Parsing of incoming header values is the conditional middleware's; this module makes tags
+and reads the opaque value of one."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
 
-from middleware.conditional import opaque
+# Our stored compressed forms carry their content coding in their tag (`"…-br"`).
+ENCODING_SUFFIXES = ("-br", "-gzip")
 
 
 def item_etag(document_id: object, version: int, fields: tuple[str, ...] | None = None) -> str:
@@ -38,3 +40,13 @@ def item_versions(tags: Iterable[str], document_id: object) -> set[int] | None:
         if version_text.isdigit():
             versions.add(int(version_text))
     return versions
+
+
+def opaque(tag: str) -> str:
+    """The opaque value, ignoring weakness and our content-coding suffix."""
+    value = tag[2:] if tag.startswith("W/") else tag
+    value = value.strip('"')
+    for suffix in ENCODING_SUFFIXES:
+        if value.endswith(suffix):
+            return value[: -len(suffix)]
+    return value

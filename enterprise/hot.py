@@ -22,11 +22,12 @@ from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from enterprise.cache import CacheTargets, Entry, ResponseCache
+from enterprise.context import record_timing
 from enterprise.ratelimit import LATER, Decision, RateLimiter
 from enterprise.services.api_keys import ApiKeysService
 from middleware.budgets import BudgetTracker, RequestObserver
 from middleware.hot_path import STATIC, Headers, Hit
-from middleware.request_context import Scope, record_timing
+from middleware.request_context import Scope
 
 
 class _Seen:

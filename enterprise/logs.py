@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from middleware.request_context import current_request_id
+from enterprise.context import current_request_id
 
 
 class JsonFormatter(logging.Formatter):

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
+from enterprise.histogram import Window
 from middleware.budgets import ALLOWED_OVER_FRACTION, WINDOWS, window_summary
-from middleware.histogram import Window
 
 COMBINED = (
     "every live worker's snapshot: histograms added bucket by bucket (percentiles read from "

@@ -10,8 +10,8 @@ import falcon
 import orjson
 from falcon.asgi import Request, Response
 
+from enterprise.context import current_request_id
 from enterprise.errors import DomainError, Unavailable
-from middleware.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 PROBLEM_BASE = "https://enterprise.example/problems/"

@@ -1,6 +1,6 @@
 """Per-route P95 latency budgets: windows, breach counts, burn rates and breach warnings.
 
-Each route template gets a :class:`~middleware.histogram.SlidingLatency` with its class's
+Each route template gets a :class:`~enterprise.histogram.SlidingLatency` with its class's
 target, so ``/performance/budgets`` can show where the tail is going and the log says when a
 budget is broken — without computing quantiles on the request path.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import falcon.asgi
 
-from middleware.histogram import SlidingLatency, Window
-from middleware.request_context import current_timings, record_timing
+from enterprise.context import current_timings, record_timing
+from enterprise.histogram import SlidingLatency, Window
 from middleware.response_cache import REFRESH
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from typing import Any
 
 import brotli
 
-from middleware.request_context import ASGIApp, Message, Receive, Scope, Send, record_timing
+from enterprise.context import record_timing
+from middleware.request_context import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 

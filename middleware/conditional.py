@@ -19,7 +19,8 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
-ENCODING_SUFFIXES = ("-br", "-gzip")
+from enterprise.etags import opaque
+
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 REVALIDATE = "private, max-age=0, must-revalidate"
@@ -32,16 +33,6 @@ def parse_tags(value: str | None) -> list[str] | None:
         value = value.strip()
         return [value] if value else None
     return [part.strip() for part in value.split(",") if part.strip()] or None
-
-
-def opaque(tag: str) -> str:
-    """The opaque value, ignoring weakness and our content-coding suffix."""
-    value = tag[2:] if tag.startswith("W/") else tag
-    value = value.strip('"')
-    for suffix in ENCODING_SUFFIXES:
-        if value.endswith(suffix):
-            return value[: -len(suffix)]
-    return value
 
 
 def matching_tag(tags: list[str], current: str) -> str | None:

@@ -13,54 +13,16 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
-from middleware.request_context import (
-    ASGIApp,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    current_timings,
-)
+from enterprise.context import current_timings, deadline_var, driver_deadline_var
+from middleware.request_context import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
 DEADLINE_PROBLEM_TYPE = "https://enterprise.example/problems/deadline-exceeded"
-
-_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
-_driver_deadline: ContextVar[float | None] = ContextVar("driver_deadline", default=None)
-
-
-def remaining() -> float | None:
-    """Seconds left before the current request's deadline (never negative).
-
-    ``None`` outside a request or when the route has no deadline, so callers can pass the
-    value straight to APIs that treat ``None`` as "no timeout".
-    """
-    deadline = _deadline.get()
-    if deadline is None:
-        return None
-    try:
-        now = asyncio.get_running_loop().time()
-    except RuntimeError:
-        return None
-    return max(0.0, deadline - now)
-
-
-def request_deadline() -> float | None:
-    """When (event-loop time) the current request's deadline ends; ``None``: no deadline."""
-    return _deadline.get()
-
-
-def driver_deadline() -> float | None:
-    """When (event-loop time) the current request's database work must have ended: its
-    driver share, a little before the deadline itself, so that a failed read still ends
-    inside the app as a problem that stale-if-error can replace. ``None``: no deadline."""
-    return _driver_deadline.get()
 
 
 def _problem(timeout: float, path: str, problem_type: str) -> bytes:
@@ -129,8 +91,8 @@ class DeadlineMiddleware:
         loop = asyncio.get_running_loop()
         now = loop.time()
         share = self.driver_share(timeout) if self.driver_share is not None else timeout
-        token = _deadline.set(now + timeout)
-        driver_token = _driver_deadline.set(now + share)
+        token = deadline_var.set(now + timeout)
+        driver_token = driver_deadline_var.set(now + share)
         timer = asyncio.timeout(timeout)
         driver_scope = self.scope_factory(share) if self.scope_factory else contextlib.nullcontext()
         try:
@@ -142,8 +104,8 @@ class DeadlineMiddleware:
                 raise  # raised by the inner app itself, not our deadline
             await self._on_expired(timeout, path, started, send)
         finally:
-            _deadline.reset(token)
-            _driver_deadline.reset(driver_token)
+            deadline_var.reset(token)
+            driver_deadline_var.reset(driver_token)
 
     async def _on_expired(self, seconds: float, path: str, started: bool, send: Send) -> None:
         timings = current_timings()

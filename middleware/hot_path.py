@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
+from enterprise.context import RequestTimings, bound_context
 from middleware.compression import coded_etag, negotiated
 from middleware.conditional import REVALIDATE, if_none_match
 from middleware.request_context import (
@@ -39,10 +40,8 @@ from middleware.request_context import (
     Message,
     Receive,
     RequestContextMiddleware,
-    RequestTimings,
     Scope,
     Send,
-    bound_context,
     incoming_request_id,
 )
 from middleware.response_cache import REFRESH, cache_status

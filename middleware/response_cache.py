@@ -28,9 +28,9 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
+from enterprise.context import record_timing
 from middleware.compression import coded_etag, negotiated
 from middleware.conditional import REVALIDATE, not_modified, revalidation
-from middleware.request_context import record_timing
 
 logger = logging.getLogger(__name__)
 STORED_HEADERS = ("Link", "X-Total-Count", "X-Count-Strategy")

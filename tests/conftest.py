@@ -26,11 +26,11 @@ from pymongo.errors import PyMongoError
 
 from enterprise.app import create_app
 from enterprise.capabilities import ServerCapabilities
+from enterprise.context import current_request_id
 from enterprise.repositories.client import read_capabilities
 from enterprise.settings import Settings
 from indexes import DECLARED, KEY_FILTERS, SHAPES, capture, gate
 from indexes.sync import sync as sync_indexes
-from middleware.request_context import current_request_id
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27018/")

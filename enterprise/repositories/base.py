@@ -18,12 +18,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from enterprise.breakers import Circuit
+from enterprise.context import driver_deadline, request_deadline
 from enterprise.cursor import SortSpec, keyset_filter, reverse
 from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
 from enterprise.repositories.errors import translated
 from indexes import DECLARED
-from middleware.deadline import driver_deadline, request_deadline
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ import pymongo
 from pymongo import AsyncMongoClient, monitoring
 
 from enterprise.capabilities import ServerCapabilities
+from enterprise.context import record_timing
+from enterprise.histogram import SlidingLatency
 from enterprise.plans import (
     QUERY_CLASS_TARGETS_MS,
     command_shape,
@@ -23,8 +25,6 @@ from enterprise.plans import (
 from enterprise.repositories.explain import PlanExplainer
 from enterprise.repositories.probes import probe_features
 from enterprise.settings import Settings
-from middleware.histogram import SlidingLatency
-from middleware.request_context import record_timing
 
 logger = logging.getLogger(__name__)
 Document = dict[str, Any]

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from enterprise.auth import Action, Principal
+from enterprise.context import current_request_id
 from enterprise.cursor import SortSpec
 from enterprise.errors import DomainError, InvalidInput
 from enterprise.querying import FilterSpec, ListQuery, ResourceSpec
@@ -37,7 +38,6 @@ from enterprise.repositories.audit import ABANDONED, COMMITTED, PENDING, AuditRe
 from enterprise.repositories.base import Document, utcnow
 from enterprise.services.base import CrudService, Page
 from enterprise.services.writes import STAMP_FIELD, AfterWrite, Committed, Intent
-from middleware.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import redis.asyncio
 from pymongo import AsyncMongoClient
 
 from enterprise.app import create_app
+from enterprise.context import current_request_id
 from enterprise.querying import FilterSpec
 from enterprise.services.organizations import OrganizationsService
 from enterprise.settings import Settings
 from indexes import DECLARED, KEY_FILTERS, SHAPES, capture, gate
-from middleware.request_context import current_request_id
 from tests.conftest import MONGODB_URI, OUTSIDE_GATE, make_client, new_key
 from tests.integration.factories import API, create_organization
 

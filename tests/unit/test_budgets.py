@@ -134,8 +134,8 @@ async def test_falcon_middleware_records_route_template_and_class() -> None:
 def test_windows_of_two_processes_add_up_to_one() -> None:
     """What /performance endpoints do across workers: encode each worker's window, decode,
     add; the sum's quantiles equal those of one tracker that saw every request."""
+    from enterprise.histogram import Window
     from middleware.budgets import window_summary
-    from middleware.histogram import Window
 
     clock = FakeClock()
     one, two, both = (BudgetTracker(TARGETS, clock=clock) for _ in range(3))

@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from middleware.deadline import DeadlineMiddleware, driver_deadline, remaining
+from enterprise.context import driver_deadline, remaining
+from middleware.deadline import DeadlineMiddleware
 from middleware.request_context import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.unit

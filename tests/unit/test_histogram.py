@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from middleware.histogram import SlidingLatency
+from enterprise.histogram import SlidingLatency
 
 pytestmark = pytest.mark.unit
 

@@ -5,15 +5,13 @@ import re
 import httpx
 import pytest
 
+from enterprise.context import current_request_id, current_timings, record_timing
 from middleware.request_context import (
     Message,
     Receive,
     RequestContextMiddleware,
     Scope,
     Send,
-    current_request_id,
-    current_timings,
-    record_timing,
 )
 
 pytestmark = pytest.mark.unit
