@@ -7,8 +7,9 @@
   any database work, so a matching `If-None-Match` is answered 304 without MongoDB. A
   resource's optional `check_request(req, params)` runs first: a malformed request gets its
   4xx, not a 304 (§13.2.1).
-* Writes: `If-Match` is parsed into `req.context.if_match` for the service's compare-and-set
-  (a stale tag → 412 there); when the setting requires it, a missing one → 428 here.
+* Writes: `If-Match` is parsed into `req.context.if_match`; the resource hands the service
+  the versions those tags hold, for its compare-and-set (a stale tag → 412 there); when the
+  setting requires it, a missing one → 428 here.
 """
 
 from __future__ import annotations

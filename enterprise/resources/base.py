@@ -14,7 +14,7 @@ from bson import ObjectId
 from falcon.asgi import Request, Response
 
 from enterprise.errors import PayloadTooLarge, UnsupportedMediaType
-from enterprise.etags import item_etag
+from enterprise.etags import item_etag, item_versions
 from enterprise.openapi import Document, ListOf, Operation, Patch, Replacement
 from enterprise.querying import (
     ListQuery,
@@ -25,7 +25,7 @@ from enterprise.querying import (
     reject_unknown,
 )
 from enterprise.schemas import IMMUTABLE, parse_json
-from enterprise.services.base import CrudService, Page
+from enterprise.services.base import CrudService, Page, Versioned
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 _CHARSET = re.compile(r"charset\s*=\s*(\"?[^;\s]*)", re.IGNORECASE)
@@ -177,10 +177,8 @@ def send_page(req: Request, resp: Response, page: Page) -> None:
     resp.data = dumps(body)
 
 
-def send_item(
-    resp: Response, document: dict[str, Any], fields: tuple[str, ...] | None = None
-) -> None:
-    version = document.pop("_version")
+def send_item(resp: Response, item: Versioned, fields: tuple[str, ...] | None = None) -> None:
+    document, version = item
     resp.etag = item_etag(document["id"], version, fields)
     resp.data = dumps(document)
 
@@ -244,7 +242,7 @@ class Collection:
         created = await self._service.create(req.context.principal, body, parent)
         send_item(resp, created)
         resp.status = falcon.HTTP_201
-        resp.location = f"/api/v1/{self._service.spec.name}/{created['id']}"
+        resp.location = f"/api/v1/{self._service.spec.name}/{created.document['id']}"
 
 
 class Item:
@@ -270,8 +268,8 @@ class Item:
     async def on_get(self, req: Request, resp: Response, **params: str) -> None:
         reject_unknown(req.params, ITEM_PARAMS)
         fields = parse_fields(req.get_param("fields"), self._service.spec)
-        document = await self._service.get(req.context.principal, self._id(params), fields)
-        send_item(resp, document, fields)
+        item = await self._service.get(req.context.principal, self._id(params), fields)
+        send_item(resp, item, fields)
 
     on_head = on_get
 
@@ -287,11 +285,25 @@ class Item:
         document_id = self._id(params)
         body = await read_json(req, self._limits)
         updated = await self._service.update(
-            req.context.principal, document_id, body, req.context.if_match, replace=replace
+            req.context.principal,
+            document_id,
+            body,
+            _held_versions(req, document_id),
+            replace=replace,
         )
         send_item(resp, updated)
 
     async def on_delete(self, req: Request, resp: Response, **params: str) -> None:
         reject_unknown(req.params, frozenset())
-        await self._service.delete(req.context.principal, self._id(params), req.context.if_match)
+        document_id = self._id(params)
+        await self._service.delete(
+            req.context.principal, document_id, _held_versions(req, document_id)
+        )
         resp.status = falcon.HTTP_204
+
+
+def _held_versions(req: Request, document_id: ObjectId) -> set[int] | None:
+    """The versions of `document_id` the client's `If-Match` holds (strong comparison: a
+    weak tag holds none); None when the write has no precondition (no `If-Match`, or `*`)."""
+    tags: list[str] | None = req.context.if_match
+    return None if tags is None else item_versions(tags, document_id)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 
 from enterprise.auth import Action, Principal
 from enterprise.cursor import Cursor, CursorCodec, binding, boundary
 from enterprise.errors import NotFound, PreconditionFailed, ValidationFailed
-from enterprise.etags import item_versions
 from enterprise.querying import (
     ListQuery,
     ResourceSpec,
@@ -41,6 +40,13 @@ class Page:
     count: dict[str, Any] = field(
         default_factory=lambda: {"value": None, "strategy": "none", "exact": False}
     )
+
+
+class Versioned(NamedTuple):
+    """A document as clients see it, and the version its validator names."""
+
+    document: Document
+    version: int
 
 
 class CrudService:
@@ -146,7 +152,7 @@ class CrudService:
 
     async def get(
         self, principal: Principal, document_id: ObjectId, fields: tuple[str, ...] | None
-    ) -> Document:
+    ) -> Versioned:
         principal.require(Action.READ)
         extra = (("version", 1),)
         document = await self._repository.get(
@@ -154,16 +160,14 @@ class CrudService:
         )
         if document is None:
             raise self._not_found(document_id)
-        version = document["version"]
-        shown = present(document, cursor_only(fields, extra))
-        shown["_version"] = version
-        return shown
+        version = document["version"]  # read first: `present` takes the document apart
+        return Versioned(present(document, cursor_only(fields, extra)), version)
 
     # -- writes -------------------------------------------------------------------------
 
     async def create(
         self, principal: Principal, body: Any, parent: ObjectId | None = None
-    ) -> Document:
+    ) -> Versioned:
         principal.require(Action.WRITE)
         fields = validate(body, self.schema)
         fields = await self.prepare(principal, fields, parent)
@@ -185,10 +189,12 @@ class CrudService:
         principal: Principal,
         document_id: ObjectId,
         body: Any,
-        if_match: list[str] | None,
+        held_versions: set[int] | None,
         *,
         replace: bool,
-    ) -> Document:
+    ) -> Versioned:
+        """Apply `body` (a merge patch, or the whole document when `replace`) if the document
+        is at one of `held_versions` (the client's precondition; None: none)."""
         principal.require(Action.WRITE)
         editable = set(self.schema.__struct_fields__)
         immutable = IMMUTABLE.get(self.schema, frozenset())
@@ -227,14 +233,14 @@ class CrudService:
                 document_id,
                 self.scope(principal),
                 change,
-                self._precondition(document_id, if_match),
+                self._precondition(held_versions),
                 stamp=stamp,
             )
         await self._committed(WriteAction.UPDATE, principal, found[-1], updated, entry.intent)
         return self.shown(updated)
 
     async def delete(
-        self, principal: Principal, document_id: ObjectId, if_match: list[str] | None
+        self, principal: Principal, document_id: ObjectId, held_versions: set[int] | None
     ) -> None:
         principal.require(Action.WRITE)
         scope = self.scope(principal)
@@ -251,7 +257,7 @@ class CrudService:
                 intent._replace(version=current["version"], before=recorded(current))
             )
             removed = await self._repository.delete(
-                document_id, scope, self._precondition(document_id, if_match)
+                document_id, scope, self._precondition(held_versions)
             )
         await self._committed(WriteAction.DELETE, principal, removed, None, entry.intent)
 
@@ -288,18 +294,14 @@ class CrudService:
     def derived_fields(self) -> tuple[str, ...]:
         return ()
 
-    def shown(self, document: Document) -> Document:
-        version = document["version"]
-        shown = present({k: v for k, v in document.items() if k in self.spec.fields or k == "_id"})
-        shown["_version"] = version
-        return shown
+    def shown(self, document: Document) -> Versioned:
+        public = {k: v for k, v in document.items() if k in self.spec.fields or k == "_id"}
+        return Versioned(present(public), document["version"])
 
     @staticmethod
-    def _precondition(document_id: ObjectId, if_match: list[str] | None) -> Any:
-        versions = None if if_match is None else item_versions(if_match, document_id)
-
+    def _precondition(held_versions: set[int] | None) -> Any:
         def check(current: Document) -> None:
-            if if_match is not None and versions is not None and current["version"] not in versions:
+            if held_versions is not None and current["version"] not in held_versions:
                 raise PreconditionFailed(
                     f"the document is at version {current['version']}; re-read it and retry"
                 )

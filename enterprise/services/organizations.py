@@ -13,7 +13,7 @@ from enterprise.querying import FilterSpec, ResourceSpec
 from enterprise.repositories.base import Document
 from enterprise.repositories.clinics import ClinicsRepository
 from enterprise.schemas import Organization, OrganizationStatus, SubscriptionTier
-from enterprise.services.base import NamedService
+from enterprise.services.base import NamedService, Versioned
 
 BY_NAME: SortSpec = (("nameKey", 1),)
 NEWEST: SortSpec = (("createdAt", -1),)
@@ -54,7 +54,7 @@ class OrganizationsService(NamedService):
 
     async def create(
         self, principal: Principal, body: Any, parent: ObjectId | None = None
-    ) -> Document:
+    ) -> Versioned:
         principal.require(Action.ADMIN)
         return await super().create(principal, body, parent)
 
