@@ -314,6 +314,7 @@ def create_app(
         "count_cap": settings.count_cap,
         "count_max_time_ms": settings.count_max_time_ms,
         "circuit": mongo_circuit,
+        "coalesce_reads": settings.db_coalesce_reads,
     }
     organization_repo = OrganizationsRepository(db, **repo_options)
     clinic_repo = ClinicsRepository(db, **repo_options)

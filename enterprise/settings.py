@@ -54,6 +54,8 @@ class Settings:
     db_server_selection_timeout_ms: int = 2000
     db_connect_timeout_ms: int = 2000
     db_slow_query_threshold: int = 100
+    # Concurrent reads by id of one collection share one `$in` query (group commit).
+    db_coalesce_reads: bool = True
     redis_socket_timeout_s: float = 0.25
 
     # Response cache (seconds).

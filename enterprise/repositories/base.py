@@ -22,7 +22,9 @@ from enterprise.context import driver_deadline, request_deadline
 from enterprise.cursor import SortSpec, keyset_filter, reverse
 from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
+from enterprise.repositories.coalescing import IdReads
 from enterprise.repositories.errors import translated
+from enterprise.repositories.scope import scoped
 from indexes import DECLARED
 
 logger = logging.getLogger(__name__)
@@ -45,15 +47,6 @@ def utcnow() -> datetime:
     # Millisecond precision: what BSON stores, so cursors and ETags round-trip exactly.
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def scoped(query: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
-    """`query` narrowed to `scope` (the tenant). A scope on a field the query also names
-    (organizations are scoped by `_id`) must narrow it, never replace it: `{**q, **scope}`
-    would turn "organization B" into "the caller's own organization"."""
-    if not set(query) & set(scope):
-        return {**query, **scope}
-    return {"$and": [dict(query), dict(scope)]}
 
 
 def _read_deadline() -> float | None:
@@ -85,8 +78,11 @@ class Repository:
         count_cap: int = 10_000,
         count_max_time_ms: int = 200,
         circuit: Circuit | None = None,
+        coalesce_reads: bool = False,
     ) -> None:
         self._collection = db[self.collection_name]
+        # Concurrent `get`s share one `$in` query (enterprise/repositories/coalescing.py).
+        self._id_reads = IdReads(self._collection) if coalesce_reads else None
         self._client = db.client
         self._guard = guard
         self._circuit = circuit
@@ -135,6 +131,8 @@ class Repository:
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
     ) -> Document | None:
         async with self._translated():
+            if self._id_reads is not None:
+                return await self._id_reads.read(document_id, scope, projection)
             return await self._collection.find_one(scoped({"_id": document_id}, scope), projection)
 
     async def exists(self, query: Mapping[str, Any]) -> bool:
