@@ -74,7 +74,6 @@ from middleware.cors import CORSMiddleware
 from middleware.deadline import DeadlineMiddleware
 from middleware.disconnect import DisconnectMiddleware
 from middleware.hot_path import HotPathMiddleware
-from middleware.inflight import InFlightMiddleware
 from middleware.query_limits import QueryLimitMiddleware
 from middleware.rate_limit import RateLimitMiddleware
 from middleware.response_cache import ResponseCacheMiddleware
@@ -456,13 +455,15 @@ def create_app(
         )
     )
 
-    # Outside Falcon, on raw ASGI, outermost first: the request id and Server-Timing wrap
-    # everything; security headers and CORS apply to every answer (hot ones included),
-    # preflights answered before any work; inside them the hot path answers cache hits, their
-    # 304s and /health/live before any other layer runs; the deadline bounds all work inside
-    # it (pymongo gets maxTimeMS for what is left); a streamed response stops when its client
-    # leaves (the disconnect surfaces as a failed send, through compression, to the stream);
-    # compression sees the final body.
+    # Outside Falcon, on raw ASGI, outermost first: one wrapper, the hot path, counts the
+    # request in flight, binds its id and timings (X-Request-Id, Server-Timing) and answers
+    # cache hits, their 304s and /health/live before any other layer runs, with the headers
+    # the layers inside it would add (security headers; CORS' Vary), made once per stored
+    # answer; requests with an Origin go on to CORS. Inside it: security headers and CORS on
+    # every other answer, preflights answered before any work; the deadline bounds all work
+    # inside it (pymongo gets maxTimeMS for what is left); a streamed response stops when its
+    # client leaves (the disconnect surfaces as a failed send, through compression, to the
+    # stream); compression sees the final body.
     wrapped: ASGIApp = CompressionMiddleware(
         app,
         minimum_size=settings.compression_min_bytes,
@@ -492,24 +493,31 @@ def create_app(
         limiter=limiter if settings.rate_limit_enabled else None,
         exempt_prefixes=RATE_LIMIT_EXEMPT,
     )
-    wrapped = state.hot_path = HotPathMiddleware(
-        wrapped,
-        find=hot_reads.find,
-        record=hot_reads.record,
-        before_hit=hot_reads.before_hit,
-        max_refreshes=settings.cache_refresh_concurrency,
-    )
-    if settings.cors_origin_list:  # a preflight is answered here, before any app work
+    cors = bool(settings.cors_origin_list)
+    if cors:  # a preflight is answered here, before any app work
         wrapped = CORSMiddleware(
             wrapped,
             origins=settings.cors_origin_list,
             allow_credentials=settings.cors_allow_credentials,
             max_age=settings.cors_max_age,
         )
-    # Every answer, preflights, hot answers and the deadline's 504s included.
-    wrapped = SecurityHeadersMiddleware(wrapped, hsts_seconds=settings.hsts_seconds)
-    if metrics is not None:
-        # Outermost: a request is in flight from its first byte to its last.
-        wrapped = InFlightMiddleware(wrapped, telemetry.track_inflight)
-    wrapped.state = state  # type: ignore[union-attr]
+    # Every answer the hot path does not give itself: preflights and the deadline's 504s too.
+    security = wrapped = SecurityHeadersMiddleware(wrapped, hsts_seconds=settings.hsts_seconds)
+    vary_origin = [(b"vary", b"Origin")] if cors else []
+
+    def closing(headers: list[tuple[bytes, bytes]], authenticated: bool) -> list[Any]:
+        return [*security.added(headers, authenticated), *vary_origin]
+
+    wrapped = state.hot_path = HotPathMiddleware(
+        wrapped,
+        find=hot_reads.find,
+        record=hot_reads.record,
+        before_hit=hot_reads.before_hit,
+        # From the first byte to the last: a request cancelled by its deadline ends too.
+        track=telemetry.track_inflight if metrics is not None else None,
+        closing=closing,
+        defer_origin=cors,
+        max_refreshes=settings.cache_refresh_concurrency,
+    )
+    wrapped.state = state  # type: ignore[attr-defined]
     return wrapped

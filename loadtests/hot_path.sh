@@ -6,7 +6,8 @@
 #     as browsers ask (`Accept-Encoding: gzip, deflate, br`), in alternating order;
 #     ratios to the hello are taken within each round;
 #   * the uncached item (CACHE_ENABLED=false) beside a bare AsyncMongoClient doing the same
-#     find_one (loadtests/bare_driver.py), same concurrency, alternating.
+#     find_one (loadtests/bare_driver.py), same concurrency, alternating; per worker count,
+#     with concurrent reads by id coalesced (the default) and without (DB_COALESCE_READS=false).
 #   * HOT_LONG_SECONDS=90: one long run of the cached page (its TTL, CACHE_TTL_LIST=30 s,
 #     expires at least twice) beside one of the hello, for the P99 while entries expire.
 #
@@ -99,21 +100,30 @@ for server in $SERVERS; do
   done
 done
 
-# The uncached item beside the bare driver: same ids, same concurrency, alternating.
-CACHE_ENABLED=false start_and_wait "$RESULTS/server-hot-uncached.log" "$APP/health/ready" \
-  "$PY" -m enterprise serve --port "$APP_PORT" --workers 1 --server "$UNCACHED_SERVER" ||
-  die "the API did not start; see $RESULTS/server-hot-uncached.log"
-WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$CONNECTIONS" 2 "$APP" "${AUTH[@]}"
-for ((round = 1; round <= ROUNDS; round++)); do
-  export BENCH_ROUND="$round"
-  WRK_PATHS="$RESULTS/clinic_paths.txt" \
-    wrk_run uncached-item "$OUT" "$CONNECTIONS" "$DURATION" "$APP" "${AUTH[@]}"
-  timeout $((DURATION + 60)) "$PY" "$ROOT/loadtests/bare_driver.py" item --ids "$RESULTS/clinic_ids.txt" \
-    -c "$CONNECTIONS" -d "$DURATION" --warmup 1 --label driver-item --round "$round" --out "$OUT" |
-    sed 's/^/[driver] /' >&2
+# The uncached item beside the bare driver: same ids, same concurrency, alternating; per
+# worker count, with concurrent reads by id coalesced (the default) and without
+# (DB_COALESCE_READS=false: one find_one per request, as the driver does). The driver's own
+# rounds are labelled per worker count, so each ratio divides figures of the same rounds.
+for workers in $WORKER_COUNTS; do
+  for mode in coalesced single; do
+    coalesce=true label="uncached-w$workers"
+    [[ "$mode" == coalesced ]] || coalesce=false label="uncached-single-w$workers"
+    DB_COALESCE_READS="$coalesce" CACHE_ENABLED=false start_and_wait "$RESULTS/server-hot-uncached.log" \
+      "$APP/health/ready" "$PY" -m enterprise serve --port "$APP_PORT" --workers "$workers" \
+      --server "$UNCACHED_SERVER" || die "the API did not start; see $RESULTS/server-hot-uncached.log"
+    WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$CONNECTIONS" 2 "$APP" "${AUTH[@]}"
+    for ((round = 1; round <= ROUNDS; round++)); do
+      export BENCH_ROUND="$round"
+      WRK_PATHS="$RESULTS/clinic_paths.txt" \
+        wrk_run "$label" "$OUT" "$CONNECTIONS" "$DURATION" "$APP" "${AUTH[@]}"
+      timeout $((DURATION + 60)) "$PY" "$ROOT/loadtests/bare_driver.py" item \
+        --ids "$RESULTS/clinic_ids.txt" -c "$CONNECTIONS" -d "$DURATION" --warmup 1 \
+        --label "driver-$label" --round "$round" --out "$OUT" | sed 's/^/[driver] /' >&2
+    done
+    stop_server "$SERVER_PID"
+    ratios+=(--ratio "$label÷driver=$label/driver-$label:rps"
+      --ratio "$label÷driver=$label/driver-$label:p99_ms")
+  done
 done
-stop_server "$SERVER_PID"
 
-"$PY" "$ROOT/loadtests/summarize.py" "$OUT" "${ratios[@]}" \
-  --ratio "uncached item÷driver=uncached-item/driver-item:rps" \
-  --ratio "uncached item÷driver=uncached-item/driver-item:p99_ms"
+"$PY" "$ROOT/loadtests/summarize.py" "$OUT" "${ratios[@]}"

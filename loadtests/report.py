@@ -185,6 +185,15 @@ def ratio_rows(results: Path, steps: dict[int, dict[str, Any]]) -> str:
             for server in ("uvicorn", "granian")
             for w in (1, 2)
             for kind in ("live", "item", "item-304", "page-br")
+        ]
+        + [
+            f"uncached item ÷ bare driver, w{w} {mode}={label}/driver-{label}:{m}"
+            for w in (1, 2)
+            for mode, label in (
+                ("coalesced", f"uncached-w{w}"),
+                ("single", f"uncached-single-w{w}"),
+            )
+            for m in ("rps", "p99_ms")
         ],
         "domain_vs_driver.jsonl": [
             "uncached item API ÷ bare driver=api-item/driver-item:p50_ms",

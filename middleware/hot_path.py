@@ -13,11 +13,16 @@ freshness across workers); this module only speaks HTTP:
 * ``X-Cache``, ``Cache-Status`` (RFC 9211), ``X-Request-Id`` and ``Server-Timing`` as on
   every response, then ``record(hit, status, x_cache, ms)`` (budgets, metrics, access log).
 
-Anything else (a miss, a HEAD, an unknown key, Redis needed) runs the app as before, in the
-same wrapper: one wrapper, not two. ``before_hit`` (optional) is asked before a hit is
-answered here, for a check that must also cover hits (a rate limit): None sends the request
-through the app, which applies the same check itself. It answers in place when it can and
-returns a coroutine only when it must wait (most hits then pay for no await).
+Anything else (a miss, a HEAD, an unknown key, Redis needed, with ``defer_origin`` a request
+with an ``Origin``) runs the app as before, in the same wrapper: one wrapper, not two. It is
+the outermost layer, so a hot answer passes no other: it counts requests in flight itself
+(``track``), and adds what the layers inside it add to every answer (``closing``: security
+headers, CORS' ``Vary``) once per stored representation.
+
+``before_hit`` (optional) is asked before a hit is answered here, for a check that must also
+cover hits (a rate limit): None sends the request through the app, which applies the same
+check itself. It answers in place when it can and returns a coroutine only when it must wait
+(most hits then pay for no await).
 
 Refresh ahead: when ``find`` marks a hit for refresh (late in its TTL, or stale), the same
 request is replayed through the app in the background with ``REFRESH`` in its scope, at most
@@ -88,6 +93,11 @@ class HotPathMiddleware(RequestContextMiddleware):
             answer (it applies the check itself).
         track: Optional; called with +1 when an HTTP request starts and -1 when it ends,
             however it ends (requests in flight).
+        closing: Optional ``(headers, authenticated) -> headers to add``: what the wrappers
+            inside this one add to every answer (security headers, CORS' ``Vary``), for the
+            answers given here. Asked once per stored representation, not per request.
+        defer_origin: Requests with an ``Origin`` header go through the app (CORS answers
+            them, inside this wrapper).
         max_refreshes: Background refreshes running at once, at most. Past it a refresh is
             not started (the entry goes on answering; a later hit asks again): when many
             entries come due together, their recomputation must not crowd out the requests.
@@ -102,6 +112,8 @@ class HotPathMiddleware(RequestContextMiddleware):
         before_hit: Callable[[Scope, Hit], Headers | None | Coroutine[None, None, Headers | None]]
         | None = None,
         track: Callable[[int], None] | None = None,
+        closing: Callable[[Headers, bool], Headers] | None = None,
+        defer_origin: bool = False,
         max_refreshes: int = 4,
     ) -> None:
         super().__init__(app)
@@ -109,7 +121,15 @@ class HotPathMiddleware(RequestContextMiddleware):
         self._record = record
         self._before_hit = before_hit
         self._track = track
+        self._closing = closing
+        self._defer_origin = defer_origin
         self._max_refreshes = max_refreshes
+        # A 304's headers are the same few names every time: what `closing` adds is too.
+        self._closing_304 = (
+            closing([(b"etag", b""), (b"cache-control", b""), (b"vary", b"")], True)
+            if closing is not None
+            else []
+        )
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self.answered = 0  # requests answered here, without the app
         self.refreshes = 0  # background refreshes started
@@ -131,6 +151,8 @@ class HotPathMiddleware(RequestContextMiddleware):
         timings = RequestTimings()
         request_id = incoming_request_id(scope)
         hit = self._find(scope) if scope["method"] == "GET" else None
+        if hit is not None and self._defer_origin and _header(scope, b"origin") is not None:
+            hit = None
         extra: Headers | None = []
         if hit is not None and self._before_hit is not None:
             checked = self._before_hit(scope, hit)
@@ -166,11 +188,12 @@ class HotPathMiddleware(RequestContextMiddleware):
                 (b"etag", matched.encode("latin-1")),
                 (b"cache-control", REVALIDATE.encode()),
                 (b"vary", b"Accept-Encoding"),
+                *self._closing_304,
             ]
         else:
             status = 200
             coding = negotiated(_header(scope, b"accept-encoding")) if entry.forms else None
-            body, headers = _representation(entry, coding)
+            body, headers = self._representation(entry, coding, hit.state != STATIC)
         headers.extend(extra)
         elapsed_ms = (time.perf_counter() - timings.started) * 1000.0
         if hit.state != STATIC:
@@ -233,31 +256,35 @@ class HotPathMiddleware(RequestContextMiddleware):
         if self._refreshing:
             await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
 
-
-def _representation(entry: Any, coding: str | None) -> tuple[bytes, Headers]:
-    """The body and the fixed headers of `entry` in `coding` (None: identity), made once per
-    entry and coding and kept on the entry (`prepared`)."""
-    prepared = entry.prepared.get(coding)
-    if prepared is None:
-        form = entry.forms.get(coding) if coding is not None else None
-        body = form if form is not None else entry.body
-        headers: Headers = [
-            (b"content-type", entry.content_type.encode("latin-1")),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"vary", b"Accept-Encoding"),
-        ]
-        etag = entry.etag
-        if form is not None:
-            assert coding is not None
-            headers.append((b"content-encoding", coding.encode("ascii")))
-            etag = coded_etag(etag, coding) if etag is not None else None
-        if etag is not None:
-            headers.append((b"etag", etag.encode("latin-1")))
-            headers.append((b"cache-control", REVALIDATE.encode()))
-        headers.extend(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in entry.headers
-        )
-        prepared = entry.prepared[coding] = (body, headers)
-    body, headers = prepared
-    return body, list(headers)
+    def _representation(
+        self, entry: Any, coding: str | None, authenticated: bool
+    ) -> tuple[bytes, Headers]:
+        """The body and the fixed headers of `entry` in `coding` (None: identity), made once
+        per entry and coding and kept on the entry (`prepared`). A fixed answer's headers
+        must set Cache-Control (as /health/live does): they are made for any request."""
+        prepared = entry.prepared.get(coding)
+        if prepared is None:
+            form = entry.forms.get(coding) if coding is not None else None
+            body = form if form is not None else entry.body
+            headers: Headers = [
+                (b"content-type", entry.content_type.encode("latin-1")),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"vary", b"Accept-Encoding"),
+            ]
+            etag = entry.etag
+            if form is not None:
+                assert coding is not None
+                headers.append((b"content-encoding", coding.encode("ascii")))
+                etag = coded_etag(etag, coding) if etag is not None else None
+            if etag is not None:
+                headers.append((b"etag", etag.encode("latin-1")))
+                headers.append((b"cache-control", REVALIDATE.encode()))
+            headers.extend(
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in entry.headers
+            )
+            if self._closing is not None:
+                headers.extend(self._closing(headers, authenticated))
+            prepared = entry.prepared[coding] = (body, headers)
+        body, headers = prepared
+        return body, list(headers)

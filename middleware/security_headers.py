@@ -8,14 +8,17 @@
   `private, max-age=0, must-revalidate`, so clients keep revalidating with their ETags.
 * `Strict-Transport-Security` when configured (only behind HTTPS; off by default).
 
-Outside the Falcon app, so 504s of the deadline, CORS preflights and answers given before
-Falcon carry them too. Per response: one scan of the request's and the response's header
+Outside the Falcon app, so 504s of the deadline and CORS preflights carry them too; the hot
+path (middleware/hot_path.py), outside this wrapper, adds the same headers to what it answers
+itself, from `added`. Per response: one scan of the request's and the response's header
 names, and constant tuples appended.
 """
 
 from __future__ import annotations
 
 from middleware.request_context import ASGIApp, Message, Receive, Scope, Send
+
+Headers = list[tuple[bytes, bytes]]
 
 API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
 
@@ -28,6 +31,22 @@ class SecurityHeadersMiddleware:
             self._always.append(
                 (b"strict-transport-security", b"max-age=%d; includeSubDomains" % hsts_seconds)
             )
+
+    def added(self, headers: Headers, authenticated: bool) -> Headers:
+        """The headers to add to an answer with `headers`, to a request that carried a key
+        (`authenticated`) or not. The hot path asks once per stored answer, not per request."""
+        has_policy = has_cache_control = False
+        for name, _ in headers:
+            if name == b"content-security-policy":
+                has_policy = True
+            elif name == b"cache-control":
+                has_cache_control = True
+        extra = list(self._always)
+        if not has_policy:
+            extra.append((b"content-security-policy", API_POLICY))
+        if authenticated and not has_cache_control:
+            extra.append((b"cache-control", b"no-store"))
+        return extra
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,17 +61,7 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                has_policy = has_cache_control = False
-                for name, _ in headers:
-                    if name == b"content-security-policy":
-                        has_policy = True
-                    elif name == b"cache-control":
-                        has_cache_control = True
-                headers.extend(self._always)
-                if not has_policy:
-                    headers.append((b"content-security-policy", API_POLICY))
-                if authenticated and not has_cache_control:
-                    headers.append((b"cache-control", b"no-store"))
+                headers.extend(self.added(headers, authenticated))
                 message["headers"] = headers
             await send(message)
 

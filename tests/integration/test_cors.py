@@ -142,3 +142,31 @@ async def test_no_origins_configured_means_no_cors(cors: tuple[Any, httpx.AsyncC
     assert not any(name.startswith("access-control-") for name in answer.headers)
     preflight = await client.options("/api/v1/organizations", headers=PREFLIGHT)
     assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_hits_answered_before_the_app_carry_vary_and_cross_origin_ones_their_grant(
+    cors: tuple[Any, httpx.AsyncClient],
+) -> None:
+    """The hot path answers hits outside the CORS wrapper: it adds `Vary: Origin` itself, and
+    leaves requests with an Origin to the app, so they keep their grant."""
+    app, client = cors
+    admin = await new_key(app)
+    created = await client.post("/api/v1/organizations", json={"name": "Cors"}, headers=admin)
+    url = f"/api/v1/organizations/{created.json()['id']}"
+    for _ in range(2):  # the miss, then the read that leases the new generations
+        await client.get(url, headers=admin)
+    before = app.state.hot_path.answered
+    hit = await client.get(url, headers=admin)
+    assert hit.headers["x-cache"] == "hit"
+    assert app.state.hot_path.answered == before + 1  # answered before the app
+    assert "Origin" in hit.headers.get_list("vary")
+    assert hit.headers["x-content-type-options"] == "nosniff"
+    revalidated = await client.get(url, headers={**admin, "If-None-Match": hit.headers["etag"]})
+    assert revalidated.status_code == 304
+    assert "Origin" in revalidated.headers.get_list("vary")
+
+    crossing = await client.get(url, headers={**admin, "Origin": APP})
+    assert crossing.headers["x-cache"] == "hit"  # still from the cache, through the app
+    assert app.state.hot_path.answered == before + 2  # the 304 above; not this one
+    assert crossing.headers["access-control-allow-origin"] == APP
+    assert "Origin" in crossing.headers.get_list("vary")
