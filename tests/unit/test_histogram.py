@@ -116,3 +116,25 @@ def test_empty_window_and_extreme_values() -> None:
 def test_unsupported_window_is_rejected(window_s: int) -> None:
     with pytest.raises(ValueError, match="no ring"):
         SlidingLatency().snapshot(window_s)
+
+
+def test_values_held_back_as_counts_are_all_seen_by_every_read() -> None:
+    """Recordings are held as a count per value until a read: reads between recordings, in
+    the same slot and after it closed, see each value exactly once."""
+    clock = FakeClock()
+    latency = SlidingLatency(clock=clock)
+    for _ in range(500):
+        latency.record(0.25)  # the same microseconds again and again
+    first = latency.snapshot(60)
+    assert (first.count, first.p50) == (500, pytest.approx(0.25, rel=0.01))
+    for _ in range(300):
+        latency.record(4.0)  # same slot, after a read
+    second = latency.snapshot(60)
+    assert (second.count, second.max) == (800, 4.0)
+    assert second.p95 == pytest.approx(4.0, rel=0.01)
+    clock.now += 10  # the slot closes into its minute at the next recording
+    latency.record(1.0)
+    assert latency.snapshot(60).count == 801
+    assert latency.snapshot(3600).count == 801
+    clock.now += 3600 * 2  # everything expires, held values included
+    assert latency.snapshot(3600).count == 0
