@@ -15,6 +15,8 @@ A query runs in a context of its own, not in one of its readers' (whose request 
 with its deadline, by the time the next query goes out): it is bounded by the latest driver
 deadline among its readers (`pymongo.timeout`), each reader still waits only within its own
 (the repository's `_translated`), and each reader records the query's time as its `db` timing.
+It carries its first reader's request id, as a query of that request would (logs, the
+query-plan gate's capture).
 An error reaches every reader of that query, which counts it (and the breaker does) as its own.
 """
 
@@ -32,11 +34,12 @@ import pymongo
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
-from enterprise.context import driver_deadline, record_timing
+from enterprise.context import current_request_id, driver_deadline, record_timing, request_id_var
 from enterprise.repositories.scope import scoped
 
 Document = dict[str, Any]
-_Reader = tuple[ObjectId, "asyncio.Future[tuple[Document | None, float]]", float | None]
+# (id, future, the reader's driver deadline, its request id)
+_Reader = tuple[ObjectId, "asyncio.Future[tuple[Document | None, float]]", float | None, str | None]
 
 
 class _Group:
@@ -80,7 +83,7 @@ class IdReads:
             group = self._groups[key] = _Group(scope, projection)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Document | None, float]] = loop.create_future()
-        group.waiting.append((document_id, future, driver_deadline()))
+        group.waiting.append((document_id, future, driver_deadline(), current_request_id()))
         self.reads += 1
         if group.flusher is None:
             # A context of its own: not this request's deadline, timings or CSOT scope.
@@ -103,8 +106,10 @@ class IdReads:
                 del self._groups[key]
 
     async def _serve(self, group: _Group, batch: list[_Reader]) -> None:
-        ids = list(dict.fromkeys(document_id for document_id, _, _ in batch))
+        ids = list(dict.fromkeys(document_id for document_id, *_ in batch))
         self.queries += 1
+        # Sent on behalf of a request: its first reader's (logs, the query-plan gate).
+        token = request_id_var.set(batch[0][3])
         started = time.perf_counter()
         try:
             with self._bound(batch):
@@ -119,17 +124,19 @@ class IdReads:
                     )
                     found = {document["_id"]: document async for document in cursor}
         except asyncio.CancelledError:
-            for _, future, _ in batch:
+            for _, future, *_ in batch:
                 future.cancel()
             raise
         except Exception as ex:  # every reader gets it and decides (translation, breaker)
-            for _, future, _ in batch:
+            for _, future, *_ in batch:
                 if not future.done():
                     future.set_exception(ex)
             return
+        finally:
+            request_id_var.reset(token)
         ms = (time.perf_counter() - started) * 1000.0
         handed: set[ObjectId] = set()
-        for document_id, future, _ in batch:
+        for document_id, future, *_ in batch:
             if future.done():  # its reader's deadline ended the wait
                 continue
             document = found.get(document_id)
@@ -141,7 +148,7 @@ class IdReads:
     def _bound(self, batch: list[_Reader]) -> Any:
         """The query's own deadline: the latest of its readers' (none if one has none); while
         the driver knows no server, no longer than server selection may take."""
-        deadlines = [deadline for _, _, deadline in batch]
+        deadlines = [deadline for _, _, deadline, _ in batch]
         client = self._collection.database.client
         bound: float | None = None
         if None not in deadlines:

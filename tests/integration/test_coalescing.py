@@ -11,9 +11,11 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
-from enterprise.context import RequestTimings, bound_context
+from enterprise.context import RequestTimings, bound_context, current_request_id
 from enterprise.guard import WriteGuard
 from enterprise.repositories.clinics import ClinicsRepository
+from indexes import capture
+from tests.conftest import MONGODB_URI
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +164,27 @@ async def test_a_scope_that_cannot_be_grouped_gets_a_query_of_its_own(
     assert document["_id"] == clinic
     assert await repo.get(clinic, {"organizationId": {"$in": [ObjectId()]}}, None) is None
     assert reads.reads == before  # never queued
+
+
+async def test_a_shared_query_is_sent_on_behalf_of_a_request(
+    mongo: AsyncMongoClient[Any], database: str
+) -> None:
+    """The query-plan gate captures what is sent while a request is served (a request id in
+    the context): a shared query, sent from a task of its own, carries its first reader's."""
+    recorder = capture.ShapeRecorder(accept=lambda: current_request_id() is not None)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URI, event_listeners=[recorder])
+    try:
+        guard = WriteGuard(enabled=False, redis=None, workers=1)
+        repo = ClinicsRepository(client[database], guard=guard, coalesce_reads=True)
+        ids = await _seed(_clinics(mongo, database), ObjectId(), 6)
+
+        async def read(i: ObjectId, n: int) -> None:
+            with bound_context(f"request-{n}", RequestTimings()):
+                assert await repo.get(i, {}, {"name": 1}) is not None
+
+        await asyncio.gather(*(read(i, n) for n, i in enumerate(ids)))
+    finally:
+        await client.close()
+    finds = [shape for shape, _ in recorder if shape.operation == "find"]
+    assert finds, "no find captured: the shared query ran outside any request"
+    assert {shape.collection for shape in finds} == {"clinics"}
