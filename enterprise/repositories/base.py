@@ -22,7 +22,7 @@ from enterprise.context import driver_deadline, request_deadline
 from enterprise.cursor import SortSpec, keyset_filter, reverse
 from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
-from enterprise.repositories.coalescing import IdReads
+from enterprise.repositories.coalescing import IdReads, find_ids
 from enterprise.repositories.errors import translated
 from enterprise.repositories.scope import scoped
 from indexes import DECLARED
@@ -146,8 +146,7 @@ class Repository:
         if not ids:
             return {}
         async with self._translated():
-            cursor = self._collection.find(scoped({"_id": {"$in": list(ids)}}, scope), projection)
-            return {doc["_id"]: doc async for doc in cursor}
+            return await find_ids(self._collection, list(ids), scope, projection)
 
     async def page(
         self,

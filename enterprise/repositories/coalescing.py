@@ -42,6 +42,21 @@ Document = dict[str, Any]
 _Reader = tuple[ObjectId, "asyncio.Future[tuple[Document | None, float]]", float | None, str | None]
 
 
+async def find_ids(
+    collection: AsyncCollection[Document],
+    ids: list[ObjectId],
+    scope: Mapping[str, Any],
+    projection: Mapping[str, int] | None,
+) -> dict[ObjectId, Document]:
+    """The documents of `ids` within `scope`, by id: one `find_one` for one id, else one
+    `$in` query (no driver errors translated: the caller's `_translated` does that)."""
+    if len(ids) == 1:
+        document = await collection.find_one(scoped({"_id": ids[0]}, scope), projection)
+        return {} if document is None else {ids[0]: document}
+    cursor = collection.find(scoped({"_id": {"$in": ids}}, scope), projection)
+    return {document["_id"]: document async for document in cursor}
+
+
 class _Group:
     __slots__ = ("flusher", "projection", "scope", "waiting")
 
@@ -78,7 +93,9 @@ class IdReads:
         try:
             group = self._groups.get(key)
         except TypeError:  # an unhashable scope or projection value: a query of its own
-            return await self._collection.find_one(scoped({"_id": document_id}, scope), projection)
+            return (await find_ids(self._collection, [document_id], scope, projection)).get(
+                document_id
+            )
         if group is None:
             group = self._groups[key] = _Group(scope, projection)
         loop = asyncio.get_running_loop()
@@ -113,16 +130,7 @@ class IdReads:
         started = time.perf_counter()
         try:
             with self._bound(batch):
-                if len(ids) == 1:
-                    document = await self._collection.find_one(
-                        scoped({"_id": ids[0]}, group.scope), group.projection
-                    )
-                    found = {} if document is None else {ids[0]: document}
-                else:
-                    cursor = self._collection.find(
-                        scoped({"_id": {"$in": ids}}, group.scope), group.projection
-                    )
-                    found = {document["_id"]: document async for document in cursor}
+                found = await find_ids(self._collection, ids, group.scope, group.projection)
         except asyncio.CancelledError:
             for _, future, *_ in batch:
                 future.cancel()
