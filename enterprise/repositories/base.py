@@ -233,11 +233,25 @@ class Repository:
                 return None, False
         return value, value < self._count_cap
 
-    async def insert(self, document: Document, *, journal: InsertJournal | None = None) -> Document:
+    async def insert(
+        self,
+        document: Document,
+        *,
+        journal: InsertJournal | None = None,
+        stamped: tuple[str, ...] = (),
+    ) -> Document:
         """Insert at version 1. `journal` hears of the document just before it is sent and
-        names fields to store with it."""
+        names fields to store with it. `stamped` fields get the creation instant itself
+        (equal to `createdAt`, never a millisecond apart)."""
         now = utcnow()
-        stored = {"_id": ObjectId(), **document, "createdAt": now, "updatedAt": now, "version": 1}
+        stored = {
+            "_id": ObjectId(),
+            **document,
+            **dict.fromkeys(stamped, now),
+            "createdAt": now,
+            "updatedAt": now,
+            "version": 1,
+        }
         if journal is not None:
             stored.update(await journal(stored))
         try:

@@ -62,6 +62,7 @@ CLINIC_FIELDS = {"_id": 1, "name": 1, "code": 1, "status": 1, "address.city": 1,
 class AssignmentsService(CrudService):
     spec = SPEC
     schema = Assignment
+    stamped_on_create = ("assignedAt",)  # an assignment starts when it is created
 
     def __init__(self, repository: Repository, clinics: Repository, **kwargs: Any) -> None:
         super().__init__(repository, **kwargs)
@@ -95,7 +96,6 @@ class AssignmentsService(CrudService):
             **fields,
             "clinicId": clinic_id,
             "organizationId": clinic["organizationId"],
-            "assignedAt": utcnow(),
         }
 
     async def find(self, principal: Principal, query: ListQuery, route: str) -> Page:

@@ -75,6 +75,9 @@ class CrudService:
         """Fill in what the body does not carry (tenant, denormalised fields)."""
         return fields
 
+    # Fields a create sets to the creation instant (`createdAt` itself).
+    stamped_on_create: tuple[str, ...] = ()
+
     async def before_delete(self, principal: Principal, current: Document) -> None:
         return None
 
@@ -180,7 +183,9 @@ class CrudService:
                 )
                 return await entry.intend(intent._replace(version=1, after=recorded(document)))
 
-            stored = await self._repository.insert(fields, journal=journal)
+            stored = await self._repository.insert(
+                fields, journal=journal, stamped=self.stamped_on_create
+            )
         await self._committed(WriteAction.CREATE, principal, None, stored, entry.intent)
         return self.shown(stored)
 
