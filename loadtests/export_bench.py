@@ -1,20 +1,23 @@
 """NDJSON export against a bare driver iterating the same cursor, and the worker's memory.
 
     python loadtests/export_bench.py [--kind assignments] [--rounds 15] [--warmup 1] [--port 18400]
+                                     [--workers 1 2]
 
 Run it against a seeded database (MONGODB_DATABASE; the `large` preset for the memory
 figure: `python -m enterprise seed --preset large --seed 42`). It picks the organization
-with the most clinics, starts the API (one worker of the server `serve` defaults to, its
-own session), exports once on each side unmeasured (`--warmup`), and in each round, in
-alternating order:
+with the most clinics and, for each worker count (`--workers`, 1 and 2 by default), starts
+the API (that many workers of the server `serve` defaults to, its own session), exports
+once on each side unmeasured (`--warmup`), and in each round, in alternating order:
 
 * driver: a bare `AsyncMongoClient` runs the export's own query (same filter, sort,
   projection and batch size) and iterates every document;
 * api: `GET /organizations/{id}/{kind}/export` streamed with httpx (which asks for br or gzip)
   and decoded, every line counted.
 
-It prints docs/s of both, their ratio within each round, and the worker's RSS before the
-first export and its peak while exporting (sampled every 20 ms from /proc).
+It prints, per worker count, docs/s of both, their ratio within each round, and the server's
+RSS (its process group: the server and its workers) before the first export and its peak
+while exporting (sampled every 20 ms from /proc). One export is served by one worker
+whatever their number.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ def biggest_organization(settings: Settings) -> tuple[Any, int]:
 async def measure(
     settings: Settings, args: argparse.Namespace, server: int, key: str, organization: Any
 ) -> None:
+    label = f"{args.current_workers}w"
     base = f"http://127.0.0.1:{args.port}"
     async with httpx.AsyncClient(base_url=base) as http:
         for _ in range(300):
@@ -157,13 +161,14 @@ async def measure(
                 count, seconds = await driver_docs(settings, args.kind, organization)
             this[side] = count / seconds
             rates[side].append(this[side])
-            say(f"round {round_} {side}: {count} docs in {seconds:.2f} s = {this[side]:,.0f}/s")
+            rate = f"{count} docs in {seconds:.2f} s = {this[side]:,.0f}/s"
+            say(f"{label} round {round_} {side}: {rate}")
         ratios.append(this["api"] / this["driver"])
     say(
-        f"docs/s median: api {statistics.median(rates['api']):,.0f}, driver "
+        f"{label} docs/s median: api {statistics.median(rates['api']):,.0f}, driver "
         f"{statistics.median(rates['driver']):,.0f}; api÷driver per round "
         f"{' / '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}\n"
-        f"worker RSS: {before:.1f} MB before, peak {peak:.1f} MB while exporting "
+        f"{label} server RSS: {before:.1f} MB before, peak {peak:.1f} MB while exporting "
         f"(+{peak - before:.1f} MB)"
     )
 
@@ -174,6 +179,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured exports per side first")
     parser.add_argument("--port", type=int, default=18400)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts")
     args = parser.parse_args()
     settings = Settings.from_env()
     organization, clinics = biggest_organization(settings)
@@ -183,15 +189,18 @@ def main() -> int:
          "--role", "platform_admin"],
         check=True, capture_output=True, text=True, cwd=ROOT,
     ).stdout.strip()  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "enterprise", "serve", "--port", str(args.port), "--workers", "1"],
-        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        asyncio.run(measure(settings, args, server.pid, key, organization))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=15)
+    for workers in args.workers:
+        args.current_workers = workers
+        server = subprocess.Popen(
+            [sys.executable, "-m", "enterprise", "serve", "--port", str(args.port),
+             "--workers", str(workers)],
+            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            asyncio.run(measure(settings, args, server.pid, key, organization))
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=15)
     return 0
 
 

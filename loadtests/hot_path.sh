@@ -8,8 +8,9 @@
 #   * the uncached item (CACHE_ENABLED=false) beside a bare AsyncMongoClient doing the same
 #     find_one (loadtests/bare_driver.py), same concurrency, alternating; per worker count,
 #     with concurrent reads by id coalesced (the default) and without (DB_COALESCE_READS=false).
-#   * HOT_LONG_SECONDS=90: one long run of the cached page (its TTL, CACHE_TTL_LIST=30 s,
-#     expires at least twice) beside one of the hello, for the P99 while entries expire.
+#   * HOT_LONG_SECONDS=90: per worker count (HOT_LONG_WORKERS, all of WORKER_COUNTS by
+#     default), one long run of the cached page (its TTL, CACHE_TTL_LIST=30 s, expires at least
+#     twice) beside one of the hello, for the P99 while entries expire.
 #
 #   bash loadtests/hot_path.sh     # BENCH_DB seeded with the medium preset (seeded if empty)
 #
@@ -26,6 +27,7 @@ ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-3}"
 CONNECTIONS="${CONNECTIONS:-16}"
 LONG="${HOT_LONG_SECONDS:-0}"
+LONG_WORKERS=" ${HOT_LONG_WORKERS:-$WORKER_COUNTS} "
 UNCACHED_SERVER="${UNCACHED_SERVER:-granian}" # the uncached item's server (the serve default)
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/hot_path.jsonl"
@@ -82,7 +84,7 @@ for server in $SERVERS; do
       ((round % 2 == 1)) || kinds=(page-br item-304 item live hello)
       for kind in "${kinds[@]}"; do measure "$prefix" "$kind"; done
     done
-    if ((LONG > 0 && workers == 1)); then
+    if ((LONG > 0)) && [[ "$LONG_WORKERS" == *" $workers "* ]]; then
       export BENCH_ROUND=1
       log "$prefix: ${LONG} s of the cached page (TTL ${CACHE_TTL_LIST:-30} s), then ${LONG} s of hello"
       WRK_PATHS="$RESULTS/org_clinics_paths.txt" wrk_run "$prefix-page-br-long" "$OUT" "$CONNECTIONS" \

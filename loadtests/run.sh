@@ -77,8 +77,8 @@ for s in $STEPS; do
     g) DURATION="${LOCUST_DURATION:-60s}" WRITE_FACTOR="$BENCH_WRITE_FACTOR" \
       step locust 300 bash "$ROOT/loadtests/locust.sh" ;;
     h) WRITE_FACTOR="$BENCH_WRITE_FACTOR" step stepload 900 bash "$ROOT/loadtests/stepload.sh" ;;
-    i) HOT_LONG_SECONDS="${HOT_LONG_SECONDS:-90}" step hot_path 1500 bash "$ROOT/loadtests/hot_path.sh" ;;
-    j) MONGODB_DATABASE="$BENCH_DB" step export 600 "$PY" "$ROOT/loadtests/export_bench.py" ;;
+    i) HOT_LONG_SECONDS="${HOT_LONG_SECONDS:-90}" step hot_path 2100 bash "$ROOT/loadtests/hot_path.sh" ;;
+    j) MONGODB_DATABASE="$BENCH_DB" step export 1200 "$PY" "$ROOT/loadtests/export_bench.py" ;;
     *) die "unknown step $s (a b c d e f g h i j)" ;;
   esac
 done
