@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import falcon
 import falcon.asgi
@@ -41,21 +41,9 @@ from enterprise.repositories.clinics import ClinicsRepository
 from enterprise.repositories.errors import is_outage
 from enterprise.repositories.explain import PlanExplainer
 from enterprise.repositories.organizations import OrganizationsRepository
-from enterprise.resources import (
-    assignments,
-    audit_events,
-    clinics,
-    dashboard,
-    exports,
-    health,
-    organizations,
-    performance,
-    providers,
-)
-from enterprise.resources.base import Limits
-from enterprise.resources.metrics import Exposition
+from enterprise.resources import health
 from enterprise.resources.openapi import Specification
-from enterprise.resources.reports import OrganizationSummary
+from enterprise.routes import Probes, Services, route_table
 from enterprise.services.api_keys import ApiKeysService
 from enterprise.services.assignments import AssignmentsService
 from enterprise.services.audit import AuditEventsService, AuditTrail
@@ -227,19 +215,29 @@ def open_redis(settings: Settings) -> redis.asyncio.Redis:
     )
 
 
-def create_app(
+class Platform(NamedTuple):
+    """The clients and what guards them: built once per app, shared by every request."""
+
+    mongo: MongoClient
+    redis: Any
+    metrics: Metrics | None
+    explainer: PlanExplainer
+    timings: CommandTimings
+    breakers: BreakerBoard
+    mongo_circuit: Circuit
+    cache: ResponseCache
+    limiter: RateLimiter
+    guard: WriteGuard
+
+
+def build_platform(
     settings: Settings,
-    *,
-    mongo: MongoClient | None = None,
-    redis_client: Any | None = None,
-    access_log: AccessLog | None = None,
-    capabilities: ServerCapabilities | None = None,
-    cache_clock: Callable[[], float] = time.time,
-) -> ASGIApp:
-    """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks),
-    a started `access_log` to have a line written per request (`ACCESS_LOG`),
-    `capabilities` to skip reading (and probing) the server again at startup, and
-    `cache_clock` for the response cache's entry ages (a test's own clock)."""
+    mongo: MongoClient | None,
+    redis_client: Any | None,
+    cache_clock: Callable[[], float],
+) -> Platform:
+    """The clients (the ones given, or new ones), their breakers, the response cache, the
+    rate limiter and the write guard."""
     metrics = Metrics(settings.prometheus_multiproc_dir) if settings.metrics_enabled else None
     explainer = PlanExplainer()
     timings = CommandTimings(
@@ -247,32 +245,27 @@ def create_app(
         explainer=explainer,
         on_command=metrics.observe_command if metrics else None,
     )
-    close_mongo, close_redis = mongo is None, redis_client is None
     mongo = mongo or open_client(settings, [timings])
     explainer.bind(mongo)
     redis_client = redis_client or open_redis(settings)
-    db = mongo[settings.mongodb_database]
 
     breakers = BreakerBoard(metrics.breaker_state if metrics else None)
-    redis_breaker = breakers.add(
-        make_breaker(
-            "redis",
-            failure_threshold=settings.circuit_breaker_failure_threshold,
-            enabled=settings.circuit_breaker_enabled,
-            reset_timeout=settings.circuit_breaker_reset_timeout,
-        )
-    )
-    # Every repository call goes through this one: while open, they fail fast with 503.
-    mongo_circuit = Circuit(
-        breakers.add(
+
+    def breaker(name: str, **options: Any) -> Any:
+        return breakers.add(
             make_breaker(
-                "mongodb",
+                name,
                 failure_threshold=settings.circuit_breaker_failure_threshold,
                 enabled=settings.circuit_breaker_enabled,
                 reset_timeout=settings.circuit_breaker_reset_timeout,
-                counts=is_outage,
+                **options,
             )
-        ),
+        )
+
+    redis_breaker = breaker("redis")
+    # Every repository call goes through this one: while open, they fail fast with 503.
+    mongo_circuit = Circuit(
+        breaker("mongodb", counts=is_outage),
         probe=(lambda: ping(mongo, 1.0)) if settings.circuit_breaker_enabled else None,
         stall_s=settings.circuit_breaker_stall_seconds,
     )
@@ -308,79 +301,71 @@ def create_app(
         on_refusal=metrics.refusal if metrics else None,
         circuit=Circuit(redis_breaker),
     )
+    return Platform(
+        mongo, redis_client, metrics, explainer, timings, breakers, mongo_circuit, cache,
+        limiter, guard,
+    )  # fmt: skip
+
+
+def build_services(settings: Settings, platform: Platform) -> tuple[Services, ApiKeysService]:
+    """Repositories and the services over them; API keys apart (authentication uses them)."""
+    db = platform.mongo[settings.mongodb_database]
     repo_options: dict[str, Any] = {
-        "guard": guard,
+        "guard": platform.guard,
         "count_cap": settings.count_cap,
         "count_max_time_ms": settings.count_max_time_ms,
-        "circuit": mongo_circuit,
+        "circuit": platform.mongo_circuit,
         "coalesce_reads": settings.db_coalesce_reads,
     }
     organization_repo = OrganizationsRepository(db, **repo_options)
     clinic_repo = ClinicsRepository(db, **repo_options)
     assignment_repo = AssignmentsRepository(db, **repo_options)
     audit_repo = AuditRepository(db, **repo_options)
-    after_write = after_write_for(settings, cache, AuditTrail(audit_repo))
+    after_write = after_write_for(settings, platform.cache, AuditTrail(audit_repo))
     codec = CursorCodec(settings.cursor_secret)
     service_options: dict[str, Any] = {"codec": codec, "after_write": after_write}
-    organization_service = OrganizationsService(organization_repo, clinic_repo, **service_options)
-    clinic_service = ClinicsService(clinic_repo, organization_repo, **service_options)
-    assignment_service = AssignmentsService(assignment_repo, clinic_repo, **service_options)
-    reports = ReportsService(
-        organization_repo, ClinicStatsRepository(db, **repo_options), assignment_repo
+    services = Services(
+        organizations=OrganizationsService(organization_repo, clinic_repo, **service_options),
+        clinics=ClinicsService(clinic_repo, organization_repo, **service_options),
+        assignments=AssignmentsService(assignment_repo, clinic_repo, **service_options),
+        reports=ReportsService(
+            organization_repo, ClinicStatsRepository(db, **repo_options), assignment_repo
+        ),
+        exports=ExportsService(
+            organization_repo,
+            {"clinics": clinic_repo, "assignments": assignment_repo},
+            batch_size=settings.export_batch_size,
+        ),
+        audit_events=AuditEventsService(audit_repo, codec=codec),
     )
-    keys = ApiKeysService(ApiKeysRepository(db, **repo_options))
-    export_service = ExportsService(
-        organization_repo,
-        {"clinics": clinic_repo, "assignments": assignment_repo},
-        batch_size=settings.export_batch_size,
-    )
+    return services, ApiKeysService(ApiKeysRepository(db, **repo_options))
 
-    budgets = BudgetTracker(settings.budgets_ms)
-    telemetry = Telemetry(
-        budgets=budgets,
-        cache=cache,
-        breakers=breakers,
-        timings=timings,
-        guard=guard,
-        metrics=metrics,
-        directory=settings.prometheus_multiproc_dir,
-        interval_s=settings.sre_snapshot_interval_s,
-    )
-    state = AppState(
-        settings,
-        mongo,
-        redis_client,
-        guard,
-        cache,
-        budgets,
-        timings,
-        telemetry=telemetry,
-        explainer=explainer,
-        metrics=metrics,
-        limiter=limiter,
-        breakers=breakers,
-    )
-    state.capabilities = capabilities
-    observers: list[RequestObserver] = [metrics.observe_request] if metrics else []
-    if access_log is not None:
-        observers.append(access_log.observe)
-    targets = CacheTargets(cache)
-    # Order matters. Budgets first, so every request is timed, short-circuits included;
-    # then bounds on the query string (no work for an abusive one); then who is asking;
-    # then their rate limit (after routing: the resource names the route class; before
-    # revalidation and the cache, so 304s and hits count too); then revalidation (a 304
-    # needs no cache lookup and no database); then the response cache, whose hits skip the
-    # resource.
+
+def falcon_app(
+    settings: Settings,
+    state: AppState,
+    keys: ApiKeysService,
+    targets: CacheTargets,
+    observers: list[RequestObserver],
+    lifecycle: Lifecycle,
+) -> falcon.asgi.App[Any, Any]:
+    """Falcon and its middleware, in order. Budgets first, so every request is timed,
+    short-circuits included; then bounds on the query string (no work for an abusive one);
+    then who is asking; then their rate limit (after routing: the resource names the route
+    class; before revalidation and the cache, so 304s and hits count too); then revalidation
+    (a 304 needs no cache lookup and no database); then the response cache, whose hits skip
+    the resource."""
+    cache = state.cache
     middleware: list[Any] = [
-        Lifecycle(state, close_mongo=close_mongo, close_redis=close_redis),
-        BudgetMiddleware(budgets, observers=observers),
+        lifecycle,
+        BudgetMiddleware(state.budgets, observers=observers),
         QueryLimitMiddleware(max_bytes=MAX_QUERY_BYTES, max_params=MAX_QUERY_PARAMS),
         AuthMiddleware(
             with_metrics_token(keys.authenticate, settings.metrics_token),
             public_prefixes=PUBLIC_PREFIXES,
         ),
         *(
-            [RateLimitMiddleware(limiter.allow, exempt_prefixes=RATE_LIMIT_EXEMPT)]
+            [RateLimitMiddleware(state.limiter.allow, exempt_prefixes=RATE_LIMIT_EXEMPT)]
             if settings.rate_limit_enabled
             else []
         ),
@@ -394,7 +379,7 @@ def create_app(
                 brotli_quality=settings.brotli_quality,
                 gzip_level=settings.gzip_level,
             ),
-            # The hot path (built below, outside Falcon) replays requests in the background.
+            # The hot path (built outside Falcon) replays requests in the background.
             refresh=lambda scope, key: (
                 state.hot_path.refresh(scope, key) if state.hot_path is not None else None
             ),
@@ -404,66 +389,25 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     problems.register(app)
+    return app
 
-    limits = Limits(
-        settings.pagination_default_limit, settings.pagination_max_limit, settings.max_body_bytes
-    )
-    specification = Specification()
-    route_table: list[tuple[str, object]] = [
-        ("/health/live", health.Live()),
-        (
-            "/health/ready",
-            health.Ready(lambda: ping(mongo, 1.0), lambda: redis_client.ping(), state.describe),
-        ),
-        *organizations.routes(
-            organization_service,
-            limits,
-            item_ttl=settings.cache_ttl_organization,
-            list_ttl=settings.cache_ttl_list,
-        ),
-        *clinics.routes(
-            clinic_service,
-            limits,
-            item_ttl=settings.cache_ttl_clinic,
-            list_ttl=settings.cache_ttl_list,
-        ),
-        *assignments.routes(
-            assignment_service,
-            limits,
-            item_ttl=settings.cache_ttl_assignment,
-            list_ttl=settings.cache_ttl_list,
-        ),
-        *providers.routes(assignment_service, limits, list_ttl=settings.cache_ttl_list),
-        (
-            "/api/v1/reports/organizations/{organization_id}/summary",
-            OrganizationSummary(reports, ttl=settings.cache_ttl_stats),
-        ),
-        *exports.routes(export_service),
-        *audit_events.routes(AuditEventsService(audit_repo, codec=codec), limits),
-        *performance.routes(telemetry, slow_query_ms=settings.db_slow_query_threshold),
-        *([("/metrics", Exposition(metrics, telemetry))] if metrics else []),
-        *dashboard.routes(),
-        ("/openapi.json", specification),
-    ]
-    for template, resource in route_table:
-        app.add_route(template, resource)
-    state.routes = route_table
-    # Built here, once, from what is routed: it cannot drift from the routes (pure CPU).
-    specification.publish(
-        openapi.render(
-            openapi.build(route_table, version=__version__, public_prefixes=PUBLIC_PREFIXES)
-        )
-    )
 
-    # Outside Falcon, on raw ASGI, outermost first: one wrapper, the hot path, counts the
-    # request in flight, binds its id and timings (X-Request-Id, Server-Timing) and answers
-    # cache hits, their 304s and /health/live before any other layer runs, with the headers
-    # the layers inside it would add (security headers; CORS' Vary), made once per stored
-    # answer; requests with an Origin go on to CORS. Inside it: security headers and CORS on
-    # every other answer, preflights answered before any work; the deadline bounds all work
-    # inside it (pymongo gets maxTimeMS for what is left); a streamed response stops when its
-    # client leaves (the disconnect surfaces as a failed send, through compression, to the
-    # stream); compression sees the final body.
+def outer_layers(
+    app: ASGIApp,
+    settings: Settings,
+    state: AppState,
+    hot_reads: HotReads,
+    track: Callable[[int], None] | None,
+) -> HotPathMiddleware:
+    """The raw ASGI layers around Falcon, outermost first: one wrapper, the hot path, counts
+    the request in flight, binds its id and timings (X-Request-Id, Server-Timing) and
+    answers cache hits, their 304s and /health/live before any other layer runs, with the
+    headers the layers inside it would add (security headers; CORS' Vary), made once per
+    stored answer; requests with an Origin go on to CORS. Inside it: security headers and
+    CORS on every other answer, preflights answered before any work; the deadline bounds all
+    work inside it (pymongo gets maxTimeMS for what is left); a streamed response stops when
+    its client leaves (the disconnect surfaces as a failed send, through compression, to the
+    stream); compression sees the final body."""
     wrapped: ASGIApp = CompressionMiddleware(
         app,
         minimum_size=settings.compression_min_bytes,
@@ -477,21 +421,6 @@ def create_app(
         timeout_for=deadline_for(settings),
         scope_factory=operation_timeout,
         driver_share=driver_share,
-    )
-    hot_reads = HotReads(
-        keys,
-        targets,
-        cache,
-        budgets,
-        observers,
-        refresh_ahead=settings.cache_refresh_ahead,
-        static={
-            "/health/live": fixed(
-                "/health/live", health.Live.budget_class, health.LIVE_BODY, health.LIVE_HEADERS
-            )
-        },
-        limiter=limiter if settings.rate_limit_enabled else None,
-        exempt_prefixes=RATE_LIMIT_EXEMPT,
     )
     cors = bool(settings.cors_origin_list)
     if cors:  # a preflight is answered here, before any app work
@@ -508,16 +437,104 @@ def create_app(
     def closing(headers: list[tuple[bytes, bytes]], authenticated: bool) -> list[Any]:
         return [*security.added(headers, authenticated), *vary_origin]
 
-    wrapped = state.hot_path = HotPathMiddleware(
+    hot_path = state.hot_path = HotPathMiddleware(
         wrapped,
         find=hot_reads.find,
         record=hot_reads.record,
         before_hit=hot_reads.before_hit,
         # From the first byte to the last: a request cancelled by its deadline ends too.
-        track=telemetry.track_inflight if metrics is not None else None,
+        track=track,
         closing=closing,
         defer_origin=cors,
         max_refreshes=settings.cache_refresh_concurrency,
     )
+    return hot_path
+
+
+def create_app(
+    settings: Settings,
+    *,
+    mongo: MongoClient | None = None,
+    redis_client: Any | None = None,
+    access_log: AccessLog | None = None,
+    capabilities: ServerCapabilities | None = None,
+    cache_clock: Callable[[], float] = time.time,
+) -> ASGIApp:
+    """Wire the service. Pass `mongo`/`redis_client` to share clients (tests, benchmarks),
+    a started `access_log` to have a line written per request (`ACCESS_LOG`),
+    `capabilities` to skip reading (and probing) the server again at startup, and
+    `cache_clock` for the response cache's entry ages (a test's own clock)."""
+    platform = build_platform(settings, mongo, redis_client, cache_clock)
+    services, keys = build_services(settings, platform)
+    metrics = platform.metrics
+    budgets = BudgetTracker(settings.budgets_ms)
+    telemetry = Telemetry(
+        budgets=budgets,
+        cache=platform.cache,
+        breakers=platform.breakers,
+        timings=platform.timings,
+        guard=platform.guard,
+        metrics=metrics,
+        directory=settings.prometheus_multiproc_dir,
+        interval_s=settings.sre_snapshot_interval_s,
+    )
+    state = AppState(
+        settings,
+        platform.mongo,
+        platform.redis,
+        platform.guard,
+        platform.cache,
+        budgets,
+        platform.timings,
+        telemetry=telemetry,
+        explainer=platform.explainer,
+        metrics=metrics,
+        limiter=platform.limiter,
+        breakers=platform.breakers,
+    )
+    state.capabilities = capabilities
+    observers: list[RequestObserver] = [metrics.observe_request] if metrics else []
+    if access_log is not None:
+        observers.append(access_log.observe)
+    targets = CacheTargets(platform.cache)
+    lifecycle = Lifecycle(state, close_mongo=mongo is None, close_redis=redis_client is None)
+    app = falcon_app(settings, state, keys, targets, observers, lifecycle)
+
+    specification = Specification()
+    probes = Probes(
+        mongo=lambda: ping(platform.mongo, 1.0),
+        redis=lambda: platform.redis.ping(),
+        describe=state.describe,
+    )
+    state.routes = route_table(
+        settings, services, probes, telemetry=telemetry, metrics=metrics,
+        specification=specification,
+    )  # fmt: skip
+    for template, resource in state.routes:
+        app.add_route(template, resource)
+    # Built here, once, from what is routed: it cannot drift from the routes (pure CPU).
+    specification.publish(
+        openapi.render(
+            openapi.build(state.routes, version=__version__, public_prefixes=PUBLIC_PREFIXES)
+        )
+    )
+
+    hot_reads = HotReads(
+        keys,
+        targets,
+        platform.cache,
+        budgets,
+        observers,
+        refresh_ahead=settings.cache_refresh_ahead,
+        static={
+            "/health/live": fixed(
+                "/health/live", health.Live.budget_class, health.LIVE_BODY, health.LIVE_HEADERS
+            )
+        },
+        limiter=platform.limiter if settings.rate_limit_enabled else None,
+        exempt_prefixes=RATE_LIMIT_EXEMPT,
+    )
+    track = telemetry.track_inflight if metrics is not None else None
+    wrapped = outer_layers(app, settings, state, hot_reads, track)
     wrapped.state = state  # type: ignore[attr-defined]
     return wrapped
