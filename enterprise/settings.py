@@ -70,8 +70,13 @@ class Settings:
     # refresh per key per worker), so a key being read never expires under its readers.
     cache_refresh_ahead: float = 0.2
     # Background refreshes running at once per worker, at most: entries that come due
-    # together are recomputed a few at a time while they go on answering.
-    cache_refresh_concurrency: int = 4
+    # together are recomputed one after another while they go on answering. A refresh is a
+    # whole request's work on the worker's event loop; one at a time, a reader waits behind
+    # at most one step of one refresh. loadtests/refresh_concurrency.sh (docs/benchmarks.md):
+    # under six times the shipped refresh rate, P99 10.7 ms at 1 against 22 ms at 2 and
+    # 82 ms at 4, at the cost of more answers served stale (within CACHE_STALE_SECONDS)
+    # while their refresh waits its turn.
+    cache_refresh_concurrency: int = 1
     # TTLs are shortened by a random fraction up to this, so entries stored together (a
     # warm-up, a deploy) do not all expire in the same second.
     cache_ttl_jitter: float = 0.1
