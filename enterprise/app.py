@@ -19,7 +19,8 @@ from enterprise import __version__, openapi, problems
 from enterprise.access_log import AccessLog
 from enterprise.auth import with_metrics_token
 from enterprise.breakers import BreakerBoard, Circuit, make_breaker
-from enterprise.cache import CacheTargets, ResponseCache
+from enterprise.cache import ResponseCache
+from enterprise.cache_targets import CacheTargets
 from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard

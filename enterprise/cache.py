@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import struct
@@ -26,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import pybreaker
@@ -34,7 +33,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from enterprise.batching import BatchedReader
-from enterprise.etags import list_etag
 from enterprise.leases import GenerationLeases
 
 logger = logging.getLogger(__name__)
@@ -443,117 +441,3 @@ class ResponseCache:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class CacheTarget(NamedTuple):  # built on every cacheable request: a tuple is cheapest
-    key: str
-    ttl: float
-    list_etag: str | None
-    # The key without the generations: the same question whatever the data's generation (the
-    # last answer to it is what stale-if-error can still give once the key has moved on).
-    route: str = ""
-
-
-Route = tuple[str, str, str]  # (caller's cache scope, path, raw query string)
-_UNPLANNED: Any = object()  # a route not seen yet (None: seen, and not cacheable)
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What every request of one route shares: its generation keys, TTL and kind, and the
-    target for the generations it last saw (they change only when something is written)."""
-
-    names: list[str]
-    keys: tuple[str, ...]
-    ttl: float
-    is_list: bool
-    # For answering a GET before Falcon runs (enterprise/hot.py): how the route is recorded.
-    template: str
-    route: str
-    route_class: str
-    kind: str
-    token: str | None = None
-    target: CacheTarget | None = None
-
-    def aim(self, token: str, route: Route, params: dict[str, Any]) -> CacheTarget:
-        scope, path, _ = route
-        query = "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
-        material = f"{token}|{scope}|{path}?{query}"
-        digest = hashlib.blake2s(material.encode(), digest_size=16).hexdigest()
-        question = f"{scope}|{path}?{query}".encode()
-        self.target = target = CacheTarget(
-            key=f"{token[0]}:{digest}",
-            ttl=self.ttl,
-            list_etag=list_etag(material) if self.is_list else None,
-            route=hashlib.blake2s(question, digest_size=16).hexdigest(),
-        )
-        self.token = token
-        return target
-
-
-class CacheTargets:
-    """Turns a request into its cache target; memoised on the request.
-
-    Resources declare `cache_policy(req, params) -> (generation names, ttl, is_list)`. The key
-    covers the generations, the caller's role and tenant, the path and the normalised query,
-    so a hit can never cross tenants or roles.
-
-    A policy depends on the route only, so what it decides is remembered per (scope, path,
-    raw query), up to `max_remembered` routes, together with the target of the generations
-    last seen: a repeated request calls no policy and hashes nothing.
-    """
-
-    def __init__(self, cache: ResponseCache, *, max_remembered: int = 10_000) -> None:
-        self._cache = cache
-        self._plans: dict[Route, _Plan | None] = {}
-        self._max_remembered = max_remembered
-
-    async def describe(
-        self, req: Any, resource: object, params: dict[str, Any]
-    ) -> CacheTarget | None:
-        context = req.context
-        if "cache_target" in context:
-            target: CacheTarget | None = context.cache_target
-            return target
-        target = None
-        principal = context.get("principal")
-        if principal is not None:
-            route = (principal.cache_scope, req.path, req.query_string)
-            plan = self._plans.get(route, _UNPLANNED)
-            if plan is _UNPLANNED:
-                plan = self._plan(route, req, resource, params)
-            # Lists need generations for their ETag; items only for a cache key.
-            if plan is not None and (plan.is_list or self._cache.enabled):
-                cache = self._cache
-                token = cache.leased(plan.keys) or await cache.generations(plan.names, plan.keys)
-                target = plan.target if token == plan.token else plan.aim(token, route, req.params)
-        context.cache_target = target
-        return target
-
-    def known(self, cache_scope: str, path: str, query_string: str) -> _Plan | None:
-        """The plan of a route a request has already been through, with no await and no
-        policy call; None for a route not seen yet or not cacheable."""
-        return self._plans.get((cache_scope, path, query_string))
-
-    def _plan(
-        self, route: Route, req: Any, resource: object, params: dict[str, Any]
-    ) -> _Plan | None:
-        policy = getattr(resource, "cache_policy", None)
-        decided = policy(req, params) if policy is not None else None
-        plan = None
-        if decided is not None:
-            names, ttl, is_list = decided
-            plan = _Plan(
-                names,
-                self._cache.generation_keys(names),
-                float(ttl),
-                is_list,
-                template=req.uri_template,
-                route=f"GET {req.uri_template}",
-                route_class=getattr(resource, "budget_class", "default"),
-                kind=getattr(resource, "cache_kind", "other"),
-            )
-        if len(self._plans) >= self._max_remembered:
-            self._plans = {}
-        self._plans[route] = plan
-        return plan

@@ -21,7 +21,8 @@ import math
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from enterprise.cache import CacheTargets, Entry, ResponseCache
+from enterprise.cache import Entry, ResponseCache
+from enterprise.cache_targets import CacheTargets
 from enterprise.context import record_timing
 from enterprise.ratelimit import LATER, Decision, RateLimiter
 from enterprise.services.api_keys import ApiKeysService

@@ -13,6 +13,7 @@ import orjson
 from bson import ObjectId
 from falcon.asgi import Request, Response
 
+from enterprise import generations
 from enterprise.errors import PayloadTooLarge, UnsupportedMediaType
 from enterprise.etags import item_etag, item_versions
 from enterprise.openapi import Document, ListOf, Operation, Patch, Replacement
@@ -31,7 +32,7 @@ JSON_TYPES = ("application/json", "application/merge-patch+json")
 _CHARSET = re.compile(r"charset\s*=\s*(\"?[^;\s]*)", re.IGNORECASE)
 ITEM_PARAMS = frozenset({"fields"})
 # (generation names, TTL, is a list): a function of the route and its path parameters only,
-# which is what lets `CacheTargets` remember it per path (enterprise/cache.py).
+# which is what lets `CacheTargets` remember it per path (enterprise/cache_targets.py).
 CachePolicy = tuple[list[str], float, bool]
 
 
@@ -214,8 +215,8 @@ class Collection:
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         name = self._service.spec.name
         if self._parent:
-            return [f"{name}:{params[self._parent]}"], self._ttl, True
-        return [name], self._ttl, True
+            return [generations.tenant(name, params[self._parent])], self._ttl, True
+        return [generations.collection(name)], self._ttl, True
 
     def check_request(self, req: Request, params: dict[str, Any]) -> None:
         """A malformed list request is a 400 even when If-None-Match would match (RFC 9110
@@ -260,7 +261,8 @@ class Item:
         self.openapi = item_operations(service)
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
-        return [f"{self._service.spec.name}#{params[self._param]}"], self._ttl, False
+        name = generations.document(self._service.spec.name, params[self._param])
+        return [name], self._ttl, False
 
     def _id(self, params: dict[str, str]) -> ObjectId:
         return object_id(params[self._param], self._param)

@@ -6,6 +6,7 @@ from typing import Any
 
 from falcon.asgi import Request, Response
 
+from enterprise import generations
 from enterprise.openapi import Operation
 from enterprise.querying import object_id, reject_unknown
 from enterprise.resources.base import CachePolicy, dumps
@@ -30,7 +31,11 @@ class OrganizationSummary:
 
     def cache_policy(self, req: Request, params: dict[str, Any]) -> CachePolicy | None:
         organization = params["organization_id"]
-        return [f"clinics:{organization}", f"assignments:{organization}"], self._ttl, True
+        names = [
+            generations.tenant("clinics", organization),
+            generations.tenant("assignments", organization),
+        ]
+        return names, self._ttl, True
 
     def check_request(self, req: Request, params: dict[str, Any]) -> None:
         reject_unknown(req.params, frozenset())

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 from bson import ObjectId
 
+from enterprise import generations
 from enterprise.auth import Action, Principal
 from enterprise.cursor import Cursor, CursorCodec, binding, boundary
 from enterprise.errors import NotFound, PreconditionFailed, ValidationFailed
@@ -90,7 +91,11 @@ class CrudService:
     def generations(self, document: Document) -> list[str]:
         name = self.spec.name
         tenant = document.get(self.tenant_field) if self.tenant_field != "_id" else document["_id"]
-        return [name, f"{name}:{tenant}", f"{name}#{document['_id']}"]
+        return [
+            generations.collection(name),
+            generations.tenant(name, tenant),
+            generations.document(name, document["_id"]),
+        ]
 
     def _not_found(self, document_id: ObjectId) -> NotFound:
         return NotFound(f"{self.spec.name[:-1]} {document_id} was not found")

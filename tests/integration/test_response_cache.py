@@ -20,7 +20,8 @@ from pymongo import AsyncMongoClient, monitoring
 from enterprise.app import create_app
 from enterprise.auth import Principal, Role
 from enterprise.breakers import make_breaker
-from enterprise.cache import CacheTarget, CacheTargets, ResponseCache
+from enterprise.cache import ResponseCache
+from enterprise.cache_targets import CacheTarget, CacheTargets
 from enterprise.settings import Settings
 from middleware.response_cache import ResponseCacheMiddleware
 from tests.conftest import MONGODB_URI, make_client, new_key
