@@ -334,17 +334,36 @@ class ResponseCache:
 
     async def get_remote(self, key: str) -> Entry | None:
         """Redis alone (for a key the in-process tier lacks); the entry is then kept in process."""
+        entry = await self._load_remote(key)
+        if entry is not None:
+            self._keep(key, entry)
+        return entry
+
+    async def refreshed_elsewhere(self, key: str) -> Entry | None:
+        """For a background refresh of `key`: the entry in Redis if it was stored after the
+        one this worker holds (another worker refreshed the key first), then kept in process
+        in its place; None when this worker must recompute it (it holds none, Redis has none
+        newer, or Redis is out of reach)."""
+        held = self._local.get(key, self._clock())
+        if held is None:
+            return None
+        entry = await self._load_remote(key)
+        if entry is None or entry.stored_at <= held.stored_at:
+            return None
+        self._keep(key, entry)
+        return entry
+
+    async def _load_remote(self, key: str) -> Entry | None:
         if not self.enabled or key.startswith("l:") or self.degraded and self._redis is None:
             return None
         raw = await self._redis_call(lambda r: r.get(self._entry + key))
-        if not isinstance(raw, bytes):
-            return None
-        entry = Entry.load(raw)
+        return Entry.load(raw) if isinstance(raw, bytes) else None
+
+    def _keep(self, key: str, entry: Entry) -> None:
         now = self._clock()
         self._local.put(
             key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl) + self._retained
         )
-        return entry
 
     async def put(self, key: str, entry: Entry) -> None:
         if not self.enabled:

@@ -76,7 +76,7 @@ class ResponseCacheMiddleware:
         started = time.perf_counter()
         kind = getattr(resource, "cache_kind", "other")
         if req.scope.get(REFRESH):
-            self._refresh(req, resp, target)
+            await self._refresh(req, resp, target)
             return
         # The in-process tier first, with no await: most hits end here. Redis found nothing?
         # Then a leader may have finished while we waited for it, leaving its entry in the
@@ -132,10 +132,23 @@ class ResponseCacheMiddleware:
         resp.set_header("X-Cache", "miss")
         record_timing("cache", (time.perf_counter() - started) * 1000)
 
-    def _refresh(self, req: Request, resp: Response, target: Any) -> None:
-        """A background refresh: recompute unless a request of this worker already is."""
+    async def _refresh(self, req: Request, resp: Response, target: Any) -> None:
+        """A background refresh: recompute unless a request of this worker already is, or
+        another worker already has. Every worker holds its own copy of an entry and comes to
+        refresh it; the first one to recompute stores the new entry in Redis, and the others
+        take that one instead of asking the database again."""
         if self._cache.lead(target.key) is not None:
             resp.status = falcon.HTTP_204  # nobody reads it: the leader stores the entry
+            resp.complete = True
+            return
+        try:
+            newer = await self._cache.refreshed_elsewhere(target.key)
+        except BaseException:  # cancelled (shutdown): the readers waiting on us compute
+            self._cache.finish(target.key, None)
+            raise
+        if newer is not None:
+            self._cache.finish(target.key, newer)
+            resp.status = falcon.HTTP_204  # nobody reads it: the newer entry is in place
             resp.complete = True
             return
         req.context.cache_key = target.key

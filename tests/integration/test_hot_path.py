@@ -189,6 +189,40 @@ async def test_a_hit_late_in_its_ttl_is_refreshed_in_the_background(
     assert app.state.hot_path.refreshes == refreshes
 
 
+async def test_a_key_refreshed_by_one_worker_is_taken_by_the_others_not_recomputed(
+    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: Any
+) -> None:
+    """Two workers (two apps on one Redis) hold the same entry and both come to refresh it:
+    the first recomputes and stores it in Redis, the second takes that newer entry instead
+    of asking the database again, and serves it as fresh."""
+    now = [1_000_000.0]
+    tuned = _settings(settings, cache_ttl_organization=4, cache_refresh_ahead=0.9)
+    first, second = (
+        create_app(tuned, mongo=mongo, redis_client=redis_client, cache_clock=lambda: now[0])
+        for _ in range(2)
+    )
+    async with await make_client(first) as one, await make_client(second) as two:
+        admin = await new_key(first)
+        url = f"/api/v1/organizations/{await _organization(one, admin, 0)}"
+        await _warm(one, url, admin)
+        held = await two.get(url, headers=admin)  # the second worker's copy, from Redis
+        assert held.headers["x-cache"] == "hit"
+        await _hot(second, two, url, headers=admin)
+        stores = [first.state.cache.stats.stores, second.state.cache.stats.stores]
+        now[0] += 0.5  # both copies are in their refresh window now
+        await _hot(first, one, url, headers=admin)
+        await first.state.hot_path.aclose()  # its refresh has run and stored the new entry
+        assert first.state.cache.stats.stores == stores[0] + 1
+        await _hot(second, two, url, headers=admin)
+        await second.state.hot_path.aclose()
+        after = await _hot(second, two, url, headers=admin)
+        assert second.state.hot_path.refreshes == 1
+        # Taken, not recomputed: a recomputed answer is always stored.
+        assert second.state.cache.stats.stores == stores[1]
+    assert after.headers["x-cache"] == "hit"
+    assert after.headers["cache-status"].endswith("ttl=4")  # the first worker's new entry
+
+
 async def test_live_is_answered_before_falcon_as_falcon_answers_it(app: Any) -> None:
     async with await make_client(app) as client:
         before = app.state.hot_path.answered
