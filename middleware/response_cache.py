@@ -143,10 +143,11 @@ class ResponseCacheMiddleware:
             return
         try:
             newer = await self._cache.refreshed_elsewhere(target.key)
-        except BaseException:  # cancelled (shutdown): the readers waiting on us compute
+        except BaseException:  # cancelled or failed: the readers waiting on us compute
             self._cache.finish(target.key, None)
             raise
         if newer is not None:
+            self._cache.remember(target.route, newer)  # the answer stale-if-error may give
             self._cache.finish(target.key, newer)
             resp.status = falcon.HTTP_204  # nobody reads it: the newer entry is in place
             resp.complete = True
