@@ -24,9 +24,12 @@ cover hits (a rate limit): None sends the request through the app, which applies
 check itself. It answers in place when it can and returns a coroutine only when it must wait
 (most hits then pay for no await).
 
-Refresh ahead: when ``find`` marks a hit for refresh (late in its TTL, or stale), the same
-request is replayed through the app in the background with ``REFRESH`` in its scope, at most
-one per key at a time in this worker; readers keep being served the entry meanwhile.
+Refresh ahead: when ``find`` marks a hit for refresh (past its refresh point, or stale), the
+same request is replayed through the app in the background with ``REFRESH`` in its scope, at
+most one per key at a time in this worker; readers keep being served the entry meanwhile. It
+is asked for as soon as the hit is found, before anything awaits: a hit that found the old
+entry and asked only after its answer was sent could come after a refresh had ended, and
+start a second one.
 """
 
 from __future__ import annotations
@@ -153,6 +156,11 @@ class HotPathMiddleware(RequestContextMiddleware):
         hit = self._find(scope) if scope["method"] == "GET" else None
         if hit is not None and self._defer_origin and _header(scope, b"origin") is not None:
             hit = None
+        if hit is not None and hit.refresh_key is not None:
+            # Asked with no await since `find`: a hit that found the entry before a refresh
+            # ended must not start another once it has (a rate limit decided in Redis and
+            # the answer's sends await, and a refresh may end meanwhile).
+            self.refresh(scope, hit.refresh_key)
         extra: Headers | None = []
         if hit is not None and self._before_hit is not None:
             checked = self._before_hit(scope, hit)
@@ -160,8 +168,6 @@ class HotPathMiddleware(RequestContextMiddleware):
         if hit is not None and extra is not None:
             self.answered += 1
             await self._answer(scope, send, hit, request_id, timings, extra)
-            if hit.refresh_key is not None:
-                self.refresh(scope, hit.refresh_key)
             return
         await self.call_app(scope, receive, send, request_id, timings)
 
