@@ -279,6 +279,7 @@ def build_platform(
         stale_seconds=settings.cache_stale_seconds,
         stale_if_error_seconds=settings.stale_if_error_seconds,
         ttl_jitter=settings.cache_ttl_jitter,
+        refresh_ahead=settings.cache_refresh_ahead,
         namespace=settings.mongodb_database,
         generation_lease_s=settings.cache_generation_lease_ms / 1000,
         clock=cache_clock,
@@ -526,7 +527,6 @@ def create_app(
         platform.cache,
         budgets,
         observers,
-        refresh_ahead=settings.cache_refresh_ahead,
         static={
             "/health/live": fixed(
                 "/health/live", health.Live.budget_class, health.LIVE_BODY, health.LIVE_HEADERS

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import struct
 import time
@@ -53,6 +54,10 @@ class Entry:
     forms: dict[str, bytes] = field(default_factory=dict)
     # Not stored: what the hot path made of it, per coding (middleware/hot_path.py).
     prepared: dict[str | None, Any] = field(default_factory=dict)
+    # Not stored: when a hit asks this worker to refresh it ahead of its expiry, drawn at
+    # random in the TTL's last `refresh_ahead` fraction when this worker keeps it
+    # (`ResponseCache.refresh_at`).
+    refresh_at: float = math.inf
 
     def dump(self) -> bytes:
         codings = list(self.forms)
@@ -155,6 +160,7 @@ class ResponseCache:
         stale_seconds: float = 30.0,
         stale_if_error_seconds: float = 0.0,
         ttl_jitter: float = 0.0,
+        refresh_ahead: float = 0.0,
         clock: Callable[[], float] = time.time,
         namespace: str = "enterprise",
         generation_lease_s: float = 0.0,
@@ -181,6 +187,7 @@ class ResponseCache:
         # An entry is kept this long past its TTL: for either stale window.
         self._retained = max(stale_seconds, stale_if_error_seconds)
         self._ttl_jitter = ttl_jitter
+        self._refresh_ahead = refresh_ahead
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self._needs_epoch_bump = False
@@ -361,6 +368,7 @@ class ResponseCache:
 
     def _keep(self, key: str, entry: Entry) -> None:
         now = self._clock()
+        self._draw_refresh(entry)
         self._local.put(
             key, entry, min(now + entry.ttl, entry.stored_at + entry.ttl) + self._retained
         )
@@ -369,12 +377,24 @@ class ResponseCache:
         if not self.enabled:
             return
         self.stats.stores += 1
+        self._draw_refresh(entry)
         if key.startswith("l:"):
             self._local.put(key, entry, entry.stored_at + min(entry.ttl, self._degraded_ttl))
             return
         self._local.put(key, entry, entry.stored_at + entry.ttl + self._retained)
         ttl_ms = int((entry.ttl + self._retained) * 1000)
         await self._redis_call(lambda r: r.set(self._entry + key, entry.dump(), px=ttl_ms))
+
+    def _draw_refresh(self, entry: Entry) -> None:
+        """Choose when a hit asks this worker to refresh `entry`: at a point drawn at random
+        in the last `refresh_ahead` fraction of its TTL, not at a fixed one. Entries stored
+        together (a warm-up, a write) then come due apart, and the workers holding one entry
+        come to it one after another: the first recomputes it, the others find its newer
+        entry in Redis and take it (`refreshed_elsewhere`). At a fixed point every worker
+        reached the same entry together, so each recomputed it."""
+        entry.refresh_at = entry.stored_at + entry.ttl * (
+            1.0 - self._refresh_ahead * random.random()
+        )
 
     def remember(self, route: str, entry: Entry) -> None:
         """Keep `entry` as the last answer to `route`, for stale-if-error."""

@@ -63,11 +63,8 @@ def fixed(template: str, route_class: str, body: bytes, headers: list[tuple[str,
 
 
 class HotReads:
-    """`find` and `record` for the hot path.
-
-    Args:
-        refresh_ahead: A hit in this last fraction of its TTL asks for a background refresh.
-    """
+    """`find` and `record` for the hot path. A hit past its entry's `refresh_at` (drawn
+    by the cache in the TTL's last fraction) or stale asks for a background refresh."""
 
     def __init__(
         self,
@@ -77,7 +74,6 @@ class HotReads:
         budgets: BudgetTracker,
         observers: Sequence[RequestObserver],
         *,
-        refresh_ahead: float,
         static: Mapping[str, Fixed] | None = None,
         limiter: RateLimiter | None = None,
         exempt_prefixes: tuple[str, ...] = (),
@@ -87,7 +83,6 @@ class HotReads:
         self._cache = cache
         self._budgets = budgets
         self._observers = tuple(observers)
-        self._fresh_part = 1.0 - refresh_ahead
         self._static = dict(static or {})
         self._limiter = limiter
         self._exempt = exempt_prefixes
@@ -157,7 +152,7 @@ class HotReads:
         if age > entry.ttl + cache.stale_seconds:
             return None  # the app decides: recompute, or stale-if-error
         state = "hit" if age <= entry.ttl else "stale"
-        refresh = state == "stale" or age >= entry.ttl * self._fresh_part
+        refresh = state == "stale" or now >= entry.refresh_at
         return Hit(entry, state, plan.target.key if refresh else None, (plan, principal), now)
 
     def record(self, hit: Hit, status: int, x_cache: str, ms: float) -> None:

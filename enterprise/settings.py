@@ -66,8 +66,10 @@ class Settings:
     cache_ttl_list: int = 30
     cache_ttl_stats: int = 120
     cache_stale_seconds: int = 30
-    # A hit in the last fraction of its TTL refreshes the entry in the background (one
-    # refresh per key per worker), so a key being read never expires under its readers.
+    # A hit past a point drawn at random, per worker and entry, in the last fraction of its
+    # TTL refreshes the entry in the background (one refresh per key per worker), so a key
+    # being read never expires under its readers. The first worker there recomputes it; the
+    # others, later, take its newer entry from Redis.
     cache_refresh_ahead: float = 0.2
     # Background refreshes running at once per worker, at most: entries that come due
     # together are recomputed one after another while they go on answering. A refresh is a

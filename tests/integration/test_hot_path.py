@@ -155,10 +155,10 @@ async def test_a_write_is_seen_at_once_after_hot_hits(
 async def test_a_hit_late_in_its_ttl_is_refreshed_in_the_background(
     settings: Settings, mongo: AsyncMongoClient[Any], redis_client: Any
 ) -> None:
-    # Every hit after the first 10% of the TTL asks for a refresh. Entry ages run on a
-    # clock of the test's own, standing still while the requests run: on the wall clock a
-    # loaded machine's pause of 0.4 s after the refresh would age the new entry into the
-    # refresh window too, and rightly start a second refresh.
+    # A hit at the very end of the TTL is past the refresh point, wherever it was drawn in
+    # the TTL's last fraction. Entry ages run on a clock of the test's own, standing still
+    # while the requests run: on the wall clock a loaded machine's pause after the refresh
+    # could age the new entry into its refresh window too, and rightly start a second one.
     now = [1_000_000.0]
     app = create_app(
         _settings(settings, cache_ttl_organization=4, cache_refresh_ahead=0.9),
@@ -173,7 +173,7 @@ async def test_a_hit_late_in_its_ttl_is_refreshed_in_the_background(
         url = f"/api/v1/organizations/{org}"
         await _warm(client, url, admin)
         stores = cache.stats.stores
-        now[0] += 0.5
+        now[0] += 4.0  # the TTL's last moment: still a hit, and due for its refresh
         answers = [await _hot(app, client, url, headers=admin) for _ in range(5)]
         for _ in range(200):  # the refresh runs beside the requests; wait for its store
             if cache.stats.stores > stores:
@@ -209,7 +209,7 @@ async def test_a_key_refreshed_by_one_worker_is_taken_by_the_others_not_recomput
         assert held.headers["x-cache"] == "hit"
         await _hot(second, two, url, headers=admin)
         stores = [first.state.cache.stats.stores, second.state.cache.stats.stores]
-        now[0] += 0.5  # both copies are in their refresh window now
+        now[0] += 4.0  # both copies are due for their refresh now (the TTL's last moment)
         await _hot(first, one, url, headers=admin)
         await first.state.hot_path.aclose()  # its refresh has run and stored the new entry
         assert first.state.cache.stats.stores == stores[0] + 1
@@ -221,6 +221,47 @@ async def test_a_key_refreshed_by_one_worker_is_taken_by_the_others_not_recomput
         assert second.state.cache.stats.stores == stores[1]
     assert after.headers["x-cache"] == "hit"
     assert after.headers["cache-status"].endswith("ttl=4")  # the first worker's new entry
+
+
+async def test_workers_holding_the_same_entries_recompute_each_once_not_each_of_them(
+    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: Any
+) -> None:
+    """Every worker holds its own copy of an entry and refreshes it ahead of expiry. Each
+    draws its own refresh point at random in the TTL's last fraction, so for almost every
+    key one worker comes to it first and recomputes it, and the other, later, takes that
+    newer entry from Redis. At one fixed point both came to each key together, both found
+    nothing newer in Redis, and both asked the database: 40 recomputations here, not 20."""
+    now = [1_000_000.0]
+    tuned = _settings(
+        settings, cache_ttl_list=4, cache_refresh_ahead=0.5, cache_refresh_concurrency=20
+    )
+    first, second = (
+        create_app(tuned, mongo=mongo, redis_client=redis_client, cache_clock=lambda: now[0])
+        for _ in range(2)
+    )
+    async with await make_client(first) as one, await make_client(second) as two:
+        admin = await new_key(first)
+        await _organization(one, admin, 0)
+        urls = [f"/api/v1/organizations?limit={n}" for n in range(1, 21)]  # 20 keys
+        for url in urls:
+            await _warm(one, url, admin)
+            await two.get(url, headers=admin)  # the second worker's copy, from Redis
+        stores = first.state.cache.stats.stores + second.state.cache.stats.stores
+        now[0] += 2.0  # the refresh window (the TTL's second half) begins
+        for _ in range(20):  # through it, 0.1 s a step, both workers read every key at once
+            now[0] += 0.1
+            answers = await asyncio.gather(
+                *(client.get(url, headers=admin) for client in (one, two) for url in urls)
+            )
+            assert {a.status_code for a in answers} == {200}
+            await first.state.hot_path.aclose()  # the refreshes started in this step end
+            await second.state.hot_path.aclose()
+        recomputed = first.state.cache.stats.stores + second.state.cache.stats.stores - stores
+        refreshes = first.state.hot_path.refreshes + second.state.hot_path.refreshes
+    assert refreshes == 40  # each worker refreshed each key once
+    # Once per key, and a second time only for a key whose two points fell in the same
+    # step (1 chance in 20 per key: 9 or more of 20 has odds below one in a million).
+    assert 20 <= recomputed <= 28, recomputed
 
 
 async def test_live_is_answered_before_falcon_as_falcon_answers_it(app: Any) -> None:
