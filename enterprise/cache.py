@@ -56,7 +56,7 @@ class Entry:
     prepared: dict[str | None, Any] = field(default_factory=dict)
     # Not stored: when a hit asks this worker to refresh it ahead of its expiry, drawn at
     # random in the TTL's last `refresh_ahead` fraction when this worker keeps it
-    # (`ResponseCache.refresh_at`).
+    # (`ResponseCache._draw_refresh`).
     refresh_at: float = math.inf
 
     def dump(self) -> bytes:
