@@ -24,7 +24,7 @@ from enterprise.cache_targets import CacheTargets
 from enterprise.capabilities import ServerCapabilities
 from enterprise.cursor import CursorCodec
 from enterprise.guard import WriteGuard
-from enterprise.hot import HotReads, fixed
+from enterprise.hot import HitObserver, HotReads, fixed
 from enterprise.metrics import Metrics
 from enterprise.ratelimit import RateLimiter, Rules
 from enterprise.repositories.api_keys import ApiKeysRepository
@@ -521,12 +521,15 @@ def create_app(
         )
     )
 
+    hit_observers: list[HitObserver] = [metrics.observe_hit] if metrics else []
+    if access_log is not None:
+        hit_observers.append(access_log.observe_hit)
     hot_reads = HotReads(
         keys,
         targets,
         platform.cache,
         budgets,
-        observers,
+        hit_observers,
         static={
             "/health/live": fixed(
                 "/health/live", health.Live.budget_class, health.LIVE_BODY, health.LIVE_HEADERS

@@ -100,25 +100,6 @@ def record_timing(kind: str, ms: float) -> None:
         timings.add(kind, ms)
 
 
-class bound_context:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
-    """Make `request_id` and `timings` the current request's for the `with` block: for code
-    that answers a request without running the inner app (middleware/hot_path.py)."""
-
-    __slots__ = ("_id_token", "_request_id", "_timings", "_timings_token")
-
-    def __init__(self, request_id: str, timings: RequestTimings) -> None:
-        self._request_id = request_id
-        self._timings = timings
-
-    def __enter__(self) -> None:
-        self._id_token = request_id_var.set(self._request_id)
-        self._timings_token = timings_var.set(self._timings)
-
-    def __exit__(self, *exc: object) -> None:
-        timings_var.reset(self._timings_token)
-        request_id_var.reset(self._id_token)
-
-
 # Set by the deadline wrapper (middleware/deadline.py), in event-loop time.
 deadline_var: ContextVar[float | None] = ContextVar("request_deadline", default=None)
 driver_deadline_var: ContextVar[float | None] = ContextVar("driver_deadline", default=None)

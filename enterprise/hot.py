@@ -12,41 +12,41 @@ hand in this process, so the answer is the one the full stack would give:
 
 A few fixed answers (`/health/live`) are served there too, from `static`.
 Anything else (a miss, Redis needed, degraded mode, a new route) goes through the app.
-Hits are recorded as the app records requests: budgets, cache lookups, metrics, access log.
+Hits are recorded as the app records requests (budgets, cache lookups, metrics, access log),
+through `HitObserver`s that take what the hot path holds: no request objects, no context.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple, Protocol
 
 from enterprise.cache import Entry, ResponseCache
 from enterprise.cache_targets import CacheTargets
-from enterprise.context import record_timing
+from enterprise.context import RequestTimings
 from enterprise.ratelimit import LATER, Decision, RateLimiter
 from enterprise.services.api_keys import ApiKeysService
-from middleware.budgets import BudgetTracker, RequestObserver
+from middleware.budgets import BudgetTracker
 from middleware.hot_path import STATIC, Headers, Hit
 from middleware.request_context import Scope
 
 
-class _Seen:
-    """A hit as request observers see requests (method, template, context, status, X-Cache)."""
+class HitObserver(Protocol):
+    """Told of each answer the hot path gives, as `RequestObserver`s are of the app's
+    (middleware/budgets.py), with what it already holds: no request objects are made for
+    it, and the request's id and timings are handed over, not looked up in context."""
 
-    __slots__ = ("context", "method", "status_code", "uri_template", "x_cache")
-
-    def __init__(self, template: str, principal: Any, status: int, x_cache: str) -> None:
-        self.method = "GET"
-        self.uri_template = template
-        self.context = {"principal": principal}
-        self.status_code = status
-        self.x_cache = x_cache
-
-    def get_header(self, name: str, default: str | None = None) -> str | None:
-        if name.lower() == "x-cache" and self.x_cache != STATIC:
-            return self.x_cache
-        return default
+    def __call__(
+        self,
+        template: str,
+        status: int,
+        x_cache: str | None,
+        key_id: str | None,
+        ms: float,
+        request_id: str,
+        timings: RequestTimings,
+    ) -> None: ...
 
 
 class Fixed(NamedTuple):
@@ -55,11 +55,12 @@ class Fixed(NamedTuple):
     template: str
     route_class: str
     entry: Entry
+    route: str  # the budget's name for it: "GET <template>"
 
 
 def fixed(template: str, route_class: str, body: bytes, headers: list[tuple[str, str]]) -> Fixed:
     entry = Entry(body, None, "application/json", headers, stored_at=0.0, ttl=math.inf)
-    return Fixed(template, route_class, entry)
+    return Fixed(template, route_class, entry, f"GET {template}")
 
 
 class HotReads:
@@ -72,7 +73,7 @@ class HotReads:
         targets: CacheTargets,
         cache: ResponseCache,
         budgets: BudgetTracker,
-        observers: Sequence[RequestObserver],
+        observers: Sequence[HitObserver],
         *,
         static: Mapping[str, Fixed] | None = None,
         limiter: RateLimiter | None = None,
@@ -155,22 +156,18 @@ class HotReads:
         refresh = state == "stale" or now >= entry.refresh_at
         return Hit(entry, state, plan.target.key if refresh else None, (plan, principal), now)
 
-    def record(self, hit: Hit, status: int, x_cache: str, ms: float) -> None:
-        record_timing("route", ms)
+    def record(
+        self, hit: Hit, status: int, ms: float, request_id: str, timings: RequestTimings
+    ) -> None:
+        timings.add("route", ms)
         if hit.state == STATIC:
             answer: Fixed = hit.context
-            self._budgets.record(f"GET {answer.template}", answer.route_class, ms)
-            self._observe(answer.template, None, status, x_cache, answer.route_class, ms)
+            self._budgets.record(answer.route, answer.route_class, ms)
+            for observe in self._observers:
+                observe(answer.template, status, None, None, ms, request_id, timings)
             return
         plan, principal = hit.context
         self._cache.record_lookup(plan.kind, hit.state, "local")
         self._budgets.record(plan.route, plan.route_class, ms)
-        self._observe(plan.template, principal, status, x_cache, plan.route_class, ms)
-
-    def _observe(
-        self, template: str, principal: Any, status: int, x_cache: str, route_class: str, ms: float
-    ) -> None:
-        if self._observers:
-            seen = _Seen(template, principal, status, x_cache)
-            for observe in self._observers:
-                observe(seen, seen, route_class, ms)  # type: ignore[arg-type]
+        for observe in self._observers:
+            observe(plan.template, status, hit.state, principal.key_id, ms, request_id, timings)

@@ -28,6 +28,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from enterprise.context import RequestTimings
 from middleware.budgets import UNMATCHED_ROUTE
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -101,11 +102,26 @@ class Metrics:
     ) -> None:
         """A `RequestObserver` (middleware/budgets.py)."""
         method = req.method if req.method in _METHODS else "OTHER"
-        key = (req.uri_template, method, resp.status_code // 100)
+        self._count((req.uri_template, method, resp.status_code // 100), ms)
+
+    def observe_hit(
+        self,
+        template: str,
+        status: int,
+        x_cache: str | None,
+        key_id: str | None,
+        ms: float,
+        request_id: str,
+        timings: RequestTimings,
+    ) -> None:
+        """A `HitObserver` (enterprise/hot.py): a GET the hot path answered."""
+        self._count((template, "GET", status // 100), ms)
+
+    def _count(self, key: tuple[str | None, str, int], ms: float) -> None:
         batch = self._request_batches.get(key)
         if batch is None:
-            route = req.uri_template or UNMATCHED_ROUTE
-            child = self._requests.labels(route, method, f"{key[2]}xx")
+            route = key[0] or UNMATCHED_ROUTE
+            child = self._requests.labels(route, key[1], f"{key[2]}xx")
             batch = self._request_batches[key] = _Batch(child)
         seconds = ms / 1000.0
         batch.counts[bisect_left(_REQUEST_BOUNDS, seconds)] += 1

@@ -11,7 +11,8 @@ freshness across workers); this module only speaks HTTP:
 * otherwise the stored form of the coding the client prefers (br, gzip, identity), with that
   form's own ETag, ``Vary: Accept-Encoding`` and an exact ``Content-Length``;
 * ``X-Cache``, ``Cache-Status`` (RFC 9211), ``X-Request-Id`` and ``Server-Timing`` as on
-  every response, then ``record(hit, status, x_cache, ms)`` (budgets, metrics, access log).
+  every response, then ``record(hit, status, ms, request_id, timings)`` (budgets, metrics,
+  access log).
 
 Anything else (a miss, a HEAD, an unknown key, Redis needed, with ``defer_origin`` a request
 with an ``Origin``) runs the app as before, in the same wrapper: one wrapper, not two. It is
@@ -40,7 +41,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
-from enterprise.context import RequestTimings, bound_context
+from enterprise.context import RequestTimings
 from middleware.compression import coded_etag, negotiated
 from middleware.conditional import REVALIDATE, if_none_match
 from middleware.request_context import (
@@ -88,8 +89,9 @@ class HotPathMiddleware(RequestContextMiddleware):
     Args:
         app: The inner ASGI app (deadline, compression, Falcon).
         find: ``scope -> Hit | None``, with no I/O.
-        record: Called once per answered hit with ``(hit, status, x_cache, ms)``, inside the
-            request's context (request id, timings), before the response is sent.
+        record: Called once per answered hit with ``(hit, status, ms, request_id, timings)``,
+            before the response is sent. The request's context variables are not set for it:
+            what it needs is handed over.
         before_hit: Optional ``(scope, hit) -> headers | None``, or a coroutine of that when
             it must wait, asked before a hit is answered here, for a check that must cover
             hits too (the rate limit): headers to add to the answer, or None to let the app
@@ -111,7 +113,7 @@ class HotPathMiddleware(RequestContextMiddleware):
         app: ASGIApp,
         *,
         find: Callable[[Scope], Hit | None],
-        record: Callable[[Hit, int, str, float], None],
+        record: Callable[[Hit, int, float, str, RequestTimings], None],
         before_hit: Callable[[Scope, Hit], Headers | None | Coroutine[None, None, Headers | None]]
         | None = None,
         track: Callable[[int], None] | None = None,
@@ -206,8 +208,7 @@ class HotPathMiddleware(RequestContextMiddleware):
             headers.append((b"x-cache", hit.state.encode()))
             headers.append((b"cache-status", cache_status(hit.state, entry, hit.now).encode()))
             timings.add("cache", elapsed_ms)
-        with bound_context(request_id, timings):
-            self._record(hit, status, hit.state, elapsed_ms)
+        self._record(hit, status, elapsed_ms, request_id, timings)
         headers.append((b"x-request-id", request_id.encode("ascii")))
         headers.append((b"server-timing", timings.server_timing().encode("ascii")))
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -60,6 +60,43 @@ async def test_each_request_gives_one_line_with_its_figures_and_key_id_but_not_t
     assert raw_key.encode() not in sink.getvalue()
 
 
+async def test_hits_and_304s_answered_before_falcon_give_the_same_line(
+    settings: Settings, access_log: tuple[AccessLog, Sink]
+) -> None:
+    """The hot path records its answers itself (no request objects, no context variables):
+    their lines hold the same fields, from the same request."""
+    log, sink = access_log
+    log.start()
+    app = create_app(settings.with_overrides(cache_generation_lease_ms=1000), access_log=log)
+    async with await make_client(app) as http:
+        admin = await new_key(app)
+        url = "/api/v1/organizations?limit=2"
+        await http.get(url, headers=admin)  # the miss
+        await http.get(url, headers=admin)  # leases the generations the miss created
+        answered = app.state.hot_path.answered
+        hit = await http.get(url, headers={**admin, "X-Request-Id": "hot-hit"})
+        etag = hit.headers["etag"]
+        revalidated = await http.get(
+            url, headers={**admin, "If-None-Match": etag, "X-Request-Id": "hot-304"}
+        )
+        assert app.state.hot_path.answered == answered + 2  # both answered before Falcon
+    log.stop()
+    lines = {line["requestId"]: line for line in sink.lines()}
+    assert revalidated.status_code == 304
+    miss = next(line for line in sink.lines() if line["cache"] == "miss")
+    for request_id, status in (("hot-hit", 200), ("hot-304", 304)):
+        line = lines[request_id]
+        assert (line["route"], line["method"], line["status"]) == (
+            "/api/v1/organizations",
+            "GET",
+            status,
+        )
+        assert (line["cache"], line["dbCalls"], line["dbMs"]) == ("hit", 0, 0.0)
+        assert line["keyId"] == miss["keyId"]
+        assert 0 < line["cacheMs"] <= line["durationMs"]
+        assert set(line) == set(miss)
+
+
 @pytest.mark.parametrize(("switch", "expected"), [("true", "on"), ("false", "off")])
 def test_access_log_switches_the_writer(switch: str, expected: str) -> None:
     """The entry module makes (and starts) the writer only when ACCESS_LOG says so."""

@@ -4,6 +4,8 @@ the real server: right documents, fewer queries, tenants apart, writes always vi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -11,13 +13,26 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
-from enterprise.context import RequestTimings, bound_context, current_request_id
+from enterprise.context import RequestTimings, current_request_id, request_id_var, timings_var
 from enterprise.guard import WriteGuard
 from enterprise.repositories.clinics import ClinicsRepository
 from indexes import capture
 from tests.conftest import MONGODB_URI
 
 pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def bound_context(request_id: str, timings: RequestTimings) -> Iterator[None]:
+    """The block runs as part of request `request_id`, as the request-context wrapper
+    makes the app's code run (middleware/request_context.py)."""
+    id_token = request_id_var.set(request_id)
+    timings_token = timings_var.set(timings)
+    try:
+        yield
+    finally:
+        timings_var.reset(timings_token)
+        request_id_var.reset(id_token)
 
 
 def _clinics(mongo: AsyncMongoClient[Any], database: str) -> ClinicsRepository:

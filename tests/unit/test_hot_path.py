@@ -55,7 +55,7 @@ async def test_hits_refresh_once_per_key_and_at_most_max_refreshes_at_once() -> 
     app = HotPathMiddleware(
         inner,
         find=find,
-        record=lambda hit, status, x_cache, ms: recorded.append((status, x_cache)),
+        record=lambda hit, status, ms, request_id, timings: recorded.append((status, hit.state)),
         max_refreshes=3,
     )
     for path in ("/a", "/a", "/b", "/c", "/d", "/e"):
