@@ -1,7 +1,7 @@
 """NDJSON export against a bare driver iterating the same cursor, and the worker's memory.
 
     python loadtests/export_bench.py [--kind assignments] [--rounds 15] [--warmup 1] [--port 18400]
-                                     [--workers 1 2]
+                                     [--workers 1 2] [--server granian]
 
 Run it against a seeded database (MONGODB_DATABASE; the `large` preset for the memory
 figure: `python -m enterprise seed --preset large --seed 42`). It picks the organization
@@ -180,6 +180,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured exports per side first")
     parser.add_argument("--port", type=int, default=18400)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts")
+    parser.add_argument("--server", default="granian", help="the server `serve` runs")
     args = parser.parse_args()
     settings = Settings.from_env()
     organization, clinics = biggest_organization(settings)
@@ -193,7 +194,7 @@ def main() -> int:
         args.current_workers = workers
         server = subprocess.Popen(
             [sys.executable, "-m", "enterprise", "serve", "--port", str(args.port),
-             "--workers", str(workers)],
+             "--workers", str(workers), "--server", args.server],
             cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:

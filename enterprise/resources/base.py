@@ -51,8 +51,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
 def dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload, default=_default, option=orjson.OPT_UTC_Z)
+    """JSON, times in UTC with a `Z`. A naive datetime is UTC: exports decode dates naive
+    (`Repository.stream`), everything else aware."""
+    return orjson.dumps(payload, default=_default, option=_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True)

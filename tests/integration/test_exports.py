@@ -76,6 +76,23 @@ async def test_export_streams_every_clinic_of_the_organization_once(env: Env) ->
     assert {doc["organizationId"] for doc in exported} == {env.org["id"]}
 
 
+@pytest.mark.parametrize("kind", ["clinics", "assignments"])
+async def test_each_exported_document_reads_as_its_own_item_does(env: Env, kind: str) -> None:
+    """Exports decode dates naive (cheaper) and item reads aware: both must be written alike,
+    times in UTC with a `Z`, to the millisecond."""
+    response = await env.http.get(
+        f"{API}/organizations/{env.org['id']}/{kind}/export", headers=env.admin
+    )
+
+    exported = lines(response.content)
+    assert len(exported) == {"clinics": 7, "assignments": 3}[kind]
+    for document in exported:
+        item = await env.http.get(f"{API}/{kind}/{document['id']}", headers=env.admin)
+        assert item.status_code == 200, item.text
+        assert document == item.json()
+        assert document["createdAt"].endswith("Z"), document
+
+
 async def test_fields_are_honoured_and_unknown_ones_refused(env: Env) -> None:
     url = f"{API}/organizations/{env.org['id']}/assignments/export"
 

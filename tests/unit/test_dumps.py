@@ -22,12 +22,14 @@ def test_ids_are_strings_and_times_iso_8601() -> None:
         "organizationId": _Id(oid.binary),
         "ids": [oid],
         "at": datetime(2026, 12, 2, 16, 0, tzinfo=UTC),
+        "naive": datetime(2026, 12, 2, 16, 0, 0, 880000),  # an export's: UTC
     }
     assert orjson.loads(dumps(document)) == {
         "id": str(oid),
         "organizationId": str(oid),
         "ids": [str(oid)],
         "at": "2026-12-02T16:00:00Z",
+        "naive": "2026-12-02T16:00:00.880000Z",
     }
 
 
