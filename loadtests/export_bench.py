@@ -39,6 +39,7 @@ from pymongo import AsyncMongoClient, MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from enterprise.querying import projection  # noqa: E402
+from enterprise.server import SERVERS  # noqa: E402
 from enterprise.services.exports import KINDS  # noqa: E402
 from enterprise.settings import Settings  # noqa: E402
 
@@ -180,7 +181,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured exports per side first")
     parser.add_argument("--port", type=int, default=18400)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts")
-    parser.add_argument("--server", default="granian", help="the server `serve` runs")
+    parser.add_argument("--server", choices=SERVERS, default="granian", help="what `serve` runs")
     args = parser.parse_args()
     settings = Settings.from_env()
     organization, clinics = biggest_organization(settings)

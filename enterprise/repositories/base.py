@@ -188,8 +188,8 @@ class Repository:
 
         Dates come back naive (UTC, as BSON stores them): the documents are for output only
         (`dumps` writes naive times as UTC), and an aware datetime costs the decoder a Python
-        `tzinfo` per value, about as much again as decoding the whole document (three dates an
-        assignment; loadtests/export_bench.py).
+        `tzinfo` per value: up to twice the decoding time of an assignment, which has three
+        (docs/benchmarks.md, the NDJSON export).
         """
         # Refused while the breaker is open, but not held as one call: a stream lasts minutes
         # and would hold the trial. Nor bounded by the server selection timeout: that would
