@@ -12,11 +12,19 @@
 #     default), one long run of the cached page (its TTL, CACHE_TTL_LIST=30 s, expires at least
 #     twice) beside one of the hello, for the P99 while entries expire.
 #
+# Two questions, two list TTLs. The rounds measure what a cached page costs, so their server
+# keeps list entries past the rounds' reach (HOT_ROUNDS_TTL_LIST, 3600 s), as it keeps items
+# (300 s). With the shipped 30 s the 200 pages, stored together at the warm-up and then left
+# unread for 25-30 s between page rounds, came due all at once in some rounds: those rounds
+# measured 200 refreshes sharing the two cores with the database, not hits (docs/benchmarks.md).
+# The 90 s run asks what expiry costs: the app is started again with CACHE_TTL_LIST (30 s
+# unless set), the pages warmed, and read throughout while their entries expire.
+#
 #   bash loadtests/hot_path.sh     # BENCH_DB seeded with the medium preset (seeded if empty)
 #
 # Knobs: SERVERS ("uvicorn granian"), WORKER_COUNTS ("1 2"), ROUNDS (5), DURATION (3 s),
 # CONNECTIONS (16), HOT_LONG_SECONDS (0: skipped), BENCH_PORT (18700: three ports from it),
-# UNCACHED_SERVER (granian, as `serve`).
+# UNCACHED_SERVER (granian, as `serve`), HOT_ROUNDS_TTL_LIST (3600), CACHE_TTL_LIST (30).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require wrk curl setsid
@@ -29,6 +37,8 @@ CONNECTIONS="${CONNECTIONS:-16}"
 LONG="${HOT_LONG_SECONDS:-0}"
 LONG_WORKERS=" ${HOT_LONG_WORKERS:-$WORKER_COUNTS} "
 UNCACHED_SERVER="${UNCACHED_SERVER:-granian}" # the uncached item's server (the serve default)
+ROUNDS_TTL_LIST="${HOT_ROUNDS_TTL_LIST:-3600}"
+LONG_TTL_LIST="${CACHE_TTL_LIST:-30}"
 export MONGODB_DATABASE="${BENCH_DB:-bench_enterprise}"
 OUT="$RESULTS/hot_path.jsonl"
 : >"$OUT"
@@ -58,6 +68,19 @@ measure() { # measure PREFIX KIND
   esac
 }
 
+start_app() { # start_app WORKERS SERVER LIST_TTL: the app with the cache on; sets app_pid
+  # Entries stored under another list TTL (the rounds' server, an earlier run) must not be
+  # served: they keep the TTL they were stored with.
+  "$PY" -m enterprise cache retire 2>&1 | sed 's/^/[cache] /' >&2
+  CACHE_ENABLED=true CACHE_TTL_LIST="$3" start_and_wait "$RESULTS/server-hot-app.log" "$APP/health/ready" \
+    "$PY" -m enterprise serve --port "$APP_PORT" --workers "$1" --server "$2" ||
+    die "the API did not start; see $RESULTS/server-hot-app.log"
+  app_pid="$SERVER_PID"
+}
+warm_pages() {
+  WRK_PATHS="$RESULTS/org_clinics_paths.txt" wrk_warm "$CONNECTIONS" 2 "$APP" "${AUTH[@]}" "${BROWSER[@]}"
+}
+
 ratios=()
 for server in $SERVERS; do
   for workers in $WORKER_COUNTS; do
@@ -67,14 +90,11 @@ for server in $SERVERS; do
       "$PY" "$ROOT/loadtests/hello.py" --port "$HELLO_PORT" --workers "$workers" --server "$server" ||
       die "hello did not start"
     hello_pid="$SERVER_PID"
-    CACHE_ENABLED=true start_and_wait "$RESULTS/server-hot-app.log" "$APP/health/ready" \
-      "$PY" -m enterprise serve --port "$APP_PORT" --workers "$workers" --server "$server" ||
-      die "the API did not start; see $RESULTS/server-hot-app.log"
-    app_pid="$SERVER_PID"
+    start_app "$workers" "$server" "$ROUNDS_TTL_LIST"
     "$PY" "$ROOT/loadtests/targets.py" etags --base "$APP" --key "$KEY" \
       "$RESULTS/clinic_paths.txt" "$RESULTS/clinic_etags.txt"
     WRK_PATHS="$RESULTS/clinic_paths.txt" wrk_warm "$CONNECTIONS" 2 "$APP" "${AUTH[@]}"
-    WRK_PATHS="$RESULTS/org_clinics_paths.txt" wrk_warm "$CONNECTIONS" 2 "$APP" "${AUTH[@]}" "${BROWSER[@]}"
+    warm_pages
     first="$(head -1 "$RESULTS/org_clinics_paths.txt")"
     curl -s -D - -o /dev/null "${AUTH[@]}" "${BROWSER[@]}" "$APP$first" | tr -d '\r' |
       grep -iE '^(x-cache|cache-status|content-encoding|etag):' | sed "s/^/[$prefix page] /" >&2
@@ -86,7 +106,10 @@ for server in $SERVERS; do
     done
     if ((LONG > 0)) && [[ "$LONG_WORKERS" == *" $workers "* ]]; then
       export BENCH_ROUND=1
-      log "$prefix: ${LONG} s of the cached page (TTL ${CACHE_TTL_LIST:-30} s), then ${LONG} s of hello"
+      stop_server "$app_pid"
+      start_app "$workers" "$server" "$LONG_TTL_LIST"
+      warm_pages
+      log "$prefix: ${LONG} s of the cached page (TTL ${LONG_TTL_LIST} s), then ${LONG} s of hello"
       WRK_PATHS="$RESULTS/org_clinics_paths.txt" wrk_run "$prefix-page-br-long" "$OUT" "$CONNECTIONS" \
         "$LONG" "$APP" "${AUTH[@]}" "${BROWSER[@]}"
       wrk_run "$prefix-hello-long" "$OUT" "$CONNECTIONS" "$LONG" "$HELLO/health/live"
