@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pybreaker
@@ -36,6 +36,17 @@ class _LogTransitions(pybreaker.CircuitBreakerListener):
             getattr(old_state, "name", old_state),
             getattr(new_state, "name", new_state),
         )
+
+
+class _WhenOpened(pybreaker.CircuitBreakerListener):
+    def __init__(self, opened: Callable[[], None]) -> None:
+        self._opened = opened
+
+    def state_change(
+        self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object
+    ) -> None:
+        if getattr(new_state, "name", new_state) == pybreaker.STATE_OPEN:
+            self._opened()
 
 
 def make_breaker(
@@ -111,6 +122,22 @@ class Circuit:
         self._tickets = itertools.count()
         self._last_finished = self._monotonic()
         self._probing: asyncio.Task[None] | None = None
+        self._on_open: list[Callable[[], None]] = []
+        breaker.add_listener(_WhenOpened(self._opened))
+
+    def when_opened(self, callback: Callable[[], None]) -> None:
+        """Have `callback` called (synchronously, by the call or probe that opened it) each
+        time the breaker opens: callers waiting to be sent refuse themselves then."""
+        self._on_open.append(callback)
+
+    def _opened(self) -> None:
+        for callback in self._on_open:
+            try:
+                callback()
+            except Exception:  # one callback's bug must not spare the others or the caller
+                logger.exception(
+                    "circuit breaker %s: a callback on opening failed", self.breaker.name
+                )
 
     @contextmanager
     def calling(self) -> Iterator[None]:
@@ -133,6 +160,26 @@ class Circuit:
             self._last_finished = self._monotonic()
             if trial:
                 self._trial = False
+
+    def check(self) -> None:
+        """For a caller about to wait for a call made on its behalf (a read sharing a query,
+        enterprise/repositories/coalescing.py), what entering `calling` would do before the
+        call: `pybreaker.CircuitBreakerError` at once while a call would be refused untried
+        (open before its trial is due, or a trial in flight), and the stall watch. A trial
+        that is due is left to that call."""
+        state = self.breaker.current_state
+        if state == pybreaker.STATE_CLOSED:
+            self._watch(self._monotonic())
+            return
+        if self._trial:
+            raise pybreaker.CircuitBreakerError("a trial call is in flight, circuit breaker open")
+        opened_at = self.breaker._state_storage.opened_at  # pybreaker has no public getter
+        if (
+            state == pybreaker.STATE_OPEN
+            and opened_at is not None
+            and self._clock() < opened_at + timedelta(seconds=self.breaker.reset_timeout)
+        ):
+            raise pybreaker.CircuitBreakerError("circuit breaker open")
 
     def admit(self) -> None:
         """Refuse while not closed, without holding a call: for a call too long to be the

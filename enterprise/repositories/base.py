@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
+import pybreaker
 import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -23,7 +24,7 @@ from enterprise.cursor import SortSpec, keyset_filter, reverse
 from enterprise.errors import Conflict, NotFound, PreconditionFailed
 from enterprise.guard import WriteGuard
 from enterprise.repositories.coalescing import IdReads, find_ids
-from enterprise.repositories.errors import translated
+from enterprise.repositories.errors import refused, timed_out, translated
 from enterprise.repositories.scope import scoped
 from indexes import DECLARED
 
@@ -82,7 +83,12 @@ class Repository:
     ) -> None:
         self._collection = db[self.collection_name]
         # Concurrent `get`s share one `$in` query (enterprise/repositories/coalescing.py).
-        self._id_reads = IdReads(self._collection) if coalesce_reads else None
+        self._id_reads = (
+            IdReads(self._collection, guard=self._query_guard) if coalesce_reads else None
+        )
+        if circuit is not None and self._id_reads is not None:
+            reads = self._id_reads
+            circuit.when_opened(lambda: reads.refuse_waiting(lambda: refused(circuit)))
         self._client = db.client
         self._guard = guard
         self._circuit = circuit
@@ -118,6 +124,13 @@ class Repository:
             async with asyncio.timeout_at(_read_deadline()):
                 yield
 
+    def _query_guard(self) -> AbstractContextManager[None]:
+        """What `_translated` does around a driver call, for a query shared by several reads
+        (`IdReads`): the circuit and the translation of errors, once per query."""
+        return translated(
+            self.collection_name, self.unique_fields, self._circuit, self._selection_bound()
+        )
+
     def _selection_bound(self) -> AbstractContextManager[Any]:
         """Under a request deadline (`pymongo.timeout`) the driver waits for a server for all
         that is left of it (30 s), not `serverSelectionTimeoutMS`. While it knows no server
@@ -130,10 +143,28 @@ class Repository:
     async def get(
         self, document_id: ObjectId, scope: Mapping[str, Any], projection: Mapping[str, int] | None
     ) -> Document | None:
-        async with self._translated():
-            if self._id_reads is not None:
-                return await self._id_reads.read(document_id, scope, projection)
-            return await self._collection.find_one(scoped({"_id": document_id}, scope), projection)
+        reads = self._id_reads
+        if reads is None:
+            async with self._translated():
+                return await self._collection.find_one(
+                    scoped({"_id": document_id}, scope), projection
+                )
+        # Coalesced: the shared query goes through the circuit and is translated once for all
+        # its readers (`_query_guard`); each reader only bounds its own wait, as `_translated`
+        # bounds a read. (Per reader, that machinery cost 20-30 µs: a tenth of an uncached GET.)
+        if self._circuit is not None:
+            try:
+                self._circuit.check()  # refused at once while open, as `_translated` refuses
+            except pybreaker.CircuitBreakerError as ex:
+                raise refused(self._circuit) from ex
+        deadline = _read_deadline()
+        try:
+            if deadline is None:
+                return await reads.read(document_id, scope, projection)
+            async with asyncio.timeout_at(deadline):
+                return await reads.read(document_id, scope, projection)
+        except TimeoutError as ex:
+            raise timed_out() from ex
 
     async def exists(self, query: Mapping[str, Any]) -> bool:
         async with self._translated():

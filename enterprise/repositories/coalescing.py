@@ -14,10 +14,15 @@ command. `IdReads` lets concurrent reads with the same scope and projection shar
 A query runs in a context of its own, not in one of its readers' (whose request may be over,
 with its deadline, by the time the next query goes out): it is bounded by the latest driver
 deadline among its readers (`pymongo.timeout`), each reader still waits only within its own
-(the repository's `_translated`), and each reader records the query's time as its `db` timing.
-It carries its first reader's request id, as a query of that request would (logs, the
+(`Repository.get` bounds the wait), and each reader records the query's time as its `db`
+timing. It carries its first reader's request id, as a query of that request would (logs, the
 query-plan gate's capture).
-An error reaches every reader of that query, which counts it (and the breaker does) as its own.
+
+The query runs inside `guard` (the repository's circuit and error translation): it is one call
+to the database, so the breaker counts it once, and its error, translated once, reaches every
+reader of that query. A reader checks the circuit before it queues (refused at once while it
+is open), and the reads still queued when it opens are refused then (`refuse_waiting`), not
+held until the query in flight ends.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import asyncio
 import contextvars
 import copy
 import time
-from collections.abc import Hashable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pymongo
@@ -72,11 +77,20 @@ class IdReads:
 
     Args:
         collection: The collection read.
+        guard: Made afresh around each query sent: the circuit breaker and the translation of
+            driver errors (the repository's), so a query counts once however many read it.
         max_batch: Ids per query at most (more wait for the next one).
     """
 
-    def __init__(self, collection: AsyncCollection[Document], *, max_batch: int = 100) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        max_batch: int = 100,
+    ) -> None:
         self._collection = collection
+        self._guard = guard
         self._max_batch = max_batch
         self._groups: dict[Hashable, _Group] = {}
         self.reads = 0  # documents asked for
@@ -93,9 +107,9 @@ class IdReads:
         try:
             group = self._groups.get(key)
         except TypeError:  # an unhashable scope or projection value: a query of its own
-            return (await find_ids(self._collection, [document_id], scope, projection)).get(
-                document_id
-            )
+            with self._guard():
+                found = await find_ids(self._collection, [document_id], scope, projection)
+            return found.get(document_id)
         if group is None:
             group = self._groups[key] = _Group(scope, projection)
         loop = asyncio.get_running_loop()
@@ -108,6 +122,15 @@ class IdReads:
         document, ms = await future
         record_timing("db", ms)
         return document
+
+    def refuse_waiting(self, error: Callable[[], BaseException]) -> None:
+        """The circuit opened: the reads queued for a next query fail now with `error()`
+        (refused untried, a fast 503) instead of waiting for the query in flight to end."""
+        for group in self._groups.values():
+            waiting, group.waiting = group.waiting, []
+            for _, future, *_ in waiting:
+                if not future.done():
+                    future.set_exception(error())
 
     async def _flush(self, key: Hashable, group: _Group) -> None:
         try:
@@ -129,13 +152,13 @@ class IdReads:
         token = request_id_var.set(batch[0][3])
         started = time.perf_counter()
         try:
-            with self._bound(batch):
+            with self._guard(), self._bound(batch):
                 found = await find_ids(self._collection, ids, group.scope, group.projection)
         except asyncio.CancelledError:
             for _, future, *_ in batch:
                 future.cancel()
             raise
-        except Exception as ex:  # every reader gets it and decides (translation, breaker)
+        except Exception as ex:  # every reader gets it, translated
             for _, future, *_ in batch:
                 if not future.done():
                     future.set_exception(ex)

@@ -70,6 +70,19 @@ def _maybe_sent(ex: BaseException | None) -> bool:
     return isinstance(ex, PyMongoError) and not isinstance(ex, ServerSelectionTimeoutError)
 
 
+def refused(circuit: Circuit) -> Unavailable:
+    """A call the open circuit refused untried: 503 until the next trial."""
+    return Unavailable(
+        "the database is unavailable (circuit breaker open); the request was not applied",
+        retry_after=circuit.retry_after(),
+    )
+
+
+def timed_out() -> DeadlineExceeded:
+    """A call the request's deadline ended: the driver's, or the app's own bound on it."""
+    return DeadlineExceeded("the database did not answer within the request deadline")
+
+
 def _unknown_outcome() -> DeadlineExceeded:
     return DeadlineExceeded(
         "the connection to the database was lost while the write was in flight: its outcome "
@@ -109,12 +122,9 @@ def translated(
         # Tried and failed (the failure that tripped it, a failed trial), or refused untried.
         if tried and write and _maybe_sent(ex.__context__):
             raise _unknown_outcome() from ex
-        detail = (
-            "the database is unavailable"
-            if tried
-            else ("the database is unavailable (circuit breaker open); the request was not applied")
-        )
-        raise Unavailable(detail, retry_after=circuit.retry_after()) from ex
+        if not tried:
+            raise refused(circuit) from ex
+        raise Unavailable("the database is unavailable", retry_after=circuit.retry_after()) from ex
     except DuplicateKeyError as ex:
         details = ex.details or {}
         name = str(details.get("errmsg", ""))
@@ -128,9 +138,9 @@ def translated(
                 ) from ex
         raise _conflict(index_name, unique_fields, collection) from ex
     except (ExecutionTimeout, WTimeoutError) as ex:
-        raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+        raise timed_out() from ex
     except TimeoutError as ex:  # the caller's own bound on the call (`asyncio.timeout`)
-        raise DeadlineExceeded("the database did not answer within the request deadline") from ex
+        raise timed_out() from ex
     except OperationFailure as ex:
         match = _SQLITE_UNIQUE.search(str(ex))
         if match:
@@ -138,9 +148,7 @@ def translated(
         if _POSTGRES_UNIQUE.search(str(ex)):
             raise Conflict(f"a {collection[:-1]} with these values already exists") from ex
         if ex.timeout:
-            raise DeadlineExceeded(
-                "the database did not answer within the request deadline"
-            ) from ex
+            raise timed_out() from ex
         if _going_away(ex):  # the server stopped during the call
             if write:
                 raise _unknown_outcome() from ex
@@ -150,15 +158,11 @@ def translated(
         raise Unavailable("the database is unavailable", retry_after=2) from ex
     except ConnectionFailure as ex:
         if ex.timeout:  # NetworkTimeout: the request's deadline ran out mid-operation
-            raise DeadlineExceeded(
-                "the database did not answer within the request deadline"
-            ) from ex
+            raise timed_out() from ex
         if write:
             raise _unknown_outcome() from ex
         raise Unavailable("the database is unavailable", retry_after=2) from ex
     except PyMongoError as ex:
         if ex.timeout:
-            raise DeadlineExceeded(
-                "the database did not answer within the request deadline"
-            ) from ex
+            raise timed_out() from ex
         raise

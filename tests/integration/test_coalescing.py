@@ -13,9 +13,12 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
+from enterprise.breakers import Circuit, make_breaker
 from enterprise.context import RequestTimings, current_request_id, request_id_var, timings_var
+from enterprise.errors import Unavailable
 from enterprise.guard import WriteGuard
 from enterprise.repositories.clinics import ClinicsRepository
+from enterprise.repositories.errors import is_outage
 from indexes import capture
 from tests.conftest import MONGODB_URI
 
@@ -145,6 +148,74 @@ async def test_an_error_reaches_every_reader_of_the_query_and_the_next_query_wor
     assert all(isinstance(o, OperationFailure) for o in outcomes), outcomes
     again = await asyncio.gather(*(repo.get(i, {}, {"name": 1}) for i in ids))
     assert [d["_id"] for d in again] == ids
+
+
+async def test_a_shared_query_is_one_call_to_the_breaker_and_readers_are_refused_while_open(
+    database: str,
+) -> None:
+    """A query shared by six reads is one call to the database: it counts once towards
+    tripping the breaker, and once the breaker is open the reads are refused at once (a fast
+    503), not queued behind a query. (Nothing listens on port 1: each query fails fast.)"""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=200, connectTimeoutMS=200
+    )
+    breaker = make_breaker("mongodb", failure_threshold=2, reset_timeout=60, counts=is_outage)
+    guard = WriteGuard(enabled=False, redis=None, workers=1)
+    repo = ClinicsRepository(
+        client[database], guard=guard, circuit=Circuit(breaker), coalesce_reads=True
+    )
+    reads = repo._id_reads
+    assert reads is not None
+    ids = [ObjectId() for _ in range(6)]
+    try:
+        for failures in (1, 2):
+            outcomes = await asyncio.gather(
+                *(repo.get(i, {}, None) for i in ids), return_exceptions=True
+            )
+            assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+            assert reads.queries == failures  # six readers, one query
+        assert breaker.current_state == "open"
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        outcomes = await asyncio.gather(
+            *(repo.get(i, {}, None) for i in ids), return_exceptions=True
+        )
+        assert all(isinstance(o, Unavailable) and "breaker open" in o.detail for o in outcomes)
+        assert loop.time() - began < 0.05
+        assert reads.queries == 2  # refused before any query
+    finally:
+        await client.close()
+
+
+async def test_reads_queued_behind_a_query_are_refused_as_soon_as_the_breaker_opens(
+    database: str,
+) -> None:
+    """Reads waiting for the next query fail the moment the breaker opens (a fast 503), not
+    when the query in flight ends. (Nothing listens on port 1: it waits out server selection.)"""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=1000, connectTimeoutMS=1000
+    )
+    breaker = make_breaker("mongodb", failure_threshold=5, reset_timeout=60, counts=is_outage)
+    guard = WriteGuard(enabled=False, redis=None, workers=1)
+    repo = ClinicsRepository(
+        client[database], guard=guard, circuit=Circuit(breaker), coalesce_reads=True
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        first = asyncio.ensure_future(repo.get(ObjectId(), {}, None))
+        await asyncio.sleep(0.05)  # its query is in flight, selecting a server for 1 s
+        queued = [asyncio.ensure_future(repo.get(ObjectId(), {}, None)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert not any(read.done() for read in (first, *queued))
+        began = loop.time()
+        breaker.open()
+        outcomes = await asyncio.gather(*queued, return_exceptions=True)
+        assert loop.time() - began < 0.05
+        assert all(isinstance(o, Unavailable) and "breaker open" in o.detail for o in outcomes)
+        with pytest.raises(Unavailable):  # tried, and failed at the end of server selection
+            await first
+    finally:
+        await client.close()
 
 
 async def test_a_reader_cancelled_by_its_deadline_leaves_the_others_their_answer(

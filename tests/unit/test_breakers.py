@@ -86,3 +86,58 @@ def test_admit_refuses_while_open_and_holds_no_call() -> None:
     breaker.open()
     with pytest.raises(pybreaker.CircuitBreakerError):
         circuit.admit()
+
+
+async def test_check_refuses_as_calling_would_and_leaves_a_due_trial_to_the_call() -> None:
+    """A read sharing a query checks the circuit, and only the query is a call: refused at
+    once while open, passed while a trial is due (the shared query is that trial), refused
+    while the trial is in flight; closed, it watches for a stall as a call starting does."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    pings = 0
+
+    async def probe() -> None:
+        nonlocal pings
+        pings += 1
+        raise TimeoutError("no answer within 1 s")
+
+    moment = 0.0
+    breaker = make_breaker("t", failure_threshold=1, reset_timeout=5)
+    circuit = Circuit(
+        breaker, probe=probe, stall_s=2.0, clock=lambda: now, monotonic=lambda: moment
+    )
+    circuit.check()  # closed, nothing in flight
+    release = asyncio.Event()
+
+    async def stalled() -> None:
+        with circuit.calling():
+            await release.wait()
+
+    waiting = asyncio.ensure_future(stalled())
+    await asyncio.sleep(0)
+    moment = 3.0
+    circuit.check()  # the call in flight for 3 s, none finished: the stall watch pings
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert (pings, breaker.current_state) == (1, "open")
+
+    breaker._state_storage.opened_at = now - timedelta(seconds=1)
+    with pytest.raises(pybreaker.CircuitBreakerError):
+        circuit.check()  # open, the trial 4 s away: refused untried
+    breaker._state_storage.opened_at = now - timedelta(seconds=6)
+    circuit.check()  # the trial is due: left to the call
+    trial = asyncio.Event()
+
+    async def trial_call() -> None:
+        with circuit.calling():
+            await trial.wait()
+
+    trying = asyncio.ensure_future(trial_call())
+    await asyncio.sleep(0)
+    with pytest.raises(pybreaker.CircuitBreakerError):
+        circuit.check()  # a trial in flight: the others fail fast
+    trial.set()
+    await trying
+    assert breaker.current_state == "closed"
+    circuit.check()
+    release.set()
+    await waiting
