@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pybreaker
 import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
@@ -150,20 +151,33 @@ async def test_an_error_reaches_every_reader_of_the_query_and_the_next_query_wor
     assert [d["_id"] for d in again] == ids
 
 
+def _unreachable(
+    database: str, *, selection_ms: int, failure_threshold: int
+) -> tuple[AsyncMongoClient[Any], pybreaker.CircuitBreaker, ClinicsRepository]:
+    """A coalescing repository, with a breaker, on a client of a port nothing listens on:
+    each query fails once server selection (`selection_ms`) gives up."""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/",
+        serverSelectionTimeoutMS=selection_ms,
+        connectTimeoutMS=selection_ms,
+    )
+    breaker = make_breaker(
+        "mongodb", failure_threshold=failure_threshold, reset_timeout=60, counts=is_outage
+    )
+    guard = WriteGuard(enabled=False, redis=None, workers=1)
+    repo = ClinicsRepository(
+        client[database], guard=guard, circuit=Circuit(breaker), coalesce_reads=True
+    )
+    return client, breaker, repo
+
+
 async def test_a_shared_query_is_one_call_to_the_breaker_and_readers_are_refused_while_open(
     database: str,
 ) -> None:
     """A query shared by six reads is one call to the database: it counts once towards
     tripping the breaker, and once the breaker is open the reads are refused at once (a fast
     503), not queued behind a query. (Nothing listens on port 1: each query fails fast.)"""
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        "mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=200, connectTimeoutMS=200
-    )
-    breaker = make_breaker("mongodb", failure_threshold=2, reset_timeout=60, counts=is_outage)
-    guard = WriteGuard(enabled=False, redis=None, workers=1)
-    repo = ClinicsRepository(
-        client[database], guard=guard, circuit=Circuit(breaker), coalesce_reads=True
-    )
+    client, breaker, repo = _unreachable(database, selection_ms=200, failure_threshold=2)
     reads = repo._id_reads
     assert reads is not None
     ids = [ObjectId() for _ in range(6)]
@@ -192,14 +206,7 @@ async def test_reads_queued_behind_a_query_are_refused_as_soon_as_the_breaker_op
 ) -> None:
     """Reads waiting for the next query fail the moment the breaker opens (a fast 503), not
     when the query in flight ends. (Nothing listens on port 1: it waits out server selection.)"""
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        "mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=1000, connectTimeoutMS=1000
-    )
-    breaker = make_breaker("mongodb", failure_threshold=5, reset_timeout=60, counts=is_outage)
-    guard = WriteGuard(enabled=False, redis=None, workers=1)
-    repo = ClinicsRepository(
-        client[database], guard=guard, circuit=Circuit(breaker), coalesce_reads=True
-    )
+    client, breaker, repo = _unreachable(database, selection_ms=1000, failure_threshold=5)
     loop = asyncio.get_running_loop()
     try:
         first = asyncio.ensure_future(repo.get(ObjectId(), {}, None))
