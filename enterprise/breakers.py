@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pybreaker
@@ -173,12 +173,8 @@ class Circuit:
             return
         if self._trial:
             raise pybreaker.CircuitBreakerError("a trial call is in flight, circuit breaker open")
-        opened_at = self.breaker._state_storage.opened_at  # pybreaker has no public getter
-        if (
-            state == pybreaker.STATE_OPEN
-            and opened_at is not None
-            and self._clock() < opened_at + timedelta(seconds=self.breaker.reset_timeout)
-        ):
+        left = self._until_trial()
+        if state == pybreaker.STATE_OPEN and left is not None and left > 0:
             raise pybreaker.CircuitBreakerError("circuit breaker open")
 
     def admit(self) -> None:
@@ -216,11 +212,17 @@ class Circuit:
 
     def retry_after(self) -> int:
         """Whole seconds until the next trial call may go through (at least 1)."""
-        opened_at = self.breaker._state_storage.opened_at  # pybreaker has no public getter
-        if opened_at is None or self.breaker.current_state == pybreaker.STATE_CLOSED:
+        left = self._until_trial()
+        if left is None or self.breaker.current_state == pybreaker.STATE_CLOSED:
             return 1
-        left = (opened_at - self._clock()).total_seconds() + self.breaker.reset_timeout
         return max(1, math.ceil(left))
+
+    def _until_trial(self) -> float | None:
+        """Seconds from now until the reset timeout lets a trial through (None: never opened)."""
+        opened_at = self.breaker._state_storage.opened_at  # pybreaker has no public getter
+        if opened_at is None:
+            return None
+        return (opened_at - self._clock()).total_seconds() + self.breaker.reset_timeout
 
 
 class BreakerBoard(pybreaker.CircuitBreakerListener):
