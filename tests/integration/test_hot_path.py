@@ -5,15 +5,17 @@ tenant scoping, freshness after writes, budgets, and refresh ahead of expiry."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 from pymongo import AsyncMongoClient
 
 from enterprise.app import create_app
 from enterprise.settings import Settings
-from tests.conftest import make_client, new_key
+from tests.conftest import REDIS_URL, make_client, new_key
 
 pytestmark = pytest.mark.integration
 ADDRESS = {"line1": "1 Main St", "city": "Austin", "state": "TX", "postalCode": "78701"}
@@ -223,8 +225,20 @@ async def test_a_key_refreshed_by_one_worker_is_taken_by_the_others_not_recomput
     assert after.headers["cache-status"].endswith("ttl=4")  # the first worker's new entry
 
 
+@pytest.fixture
+async def patient_redis(stack: None) -> AsyncIterator[redis.asyncio.Redis]:
+    """A Redis client that waits for its answers. The app's own 0.25 s socket timeout is a
+    fail-fast promise (tested with the breakers); a test that counts exactly what 40
+    concurrent requests per step did must not turn into a test of how long a loaded CI
+    machine stalls this process's event loop (one such stall timed a call out and the
+    refreshes counted 19, not 40)."""
+    client = redis.asyncio.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    yield client
+    await client.aclose()
+
+
 async def test_workers_holding_the_same_entries_recompute_each_once_not_each_of_them(
-    settings: Settings, mongo: AsyncMongoClient[Any], redis_client: Any
+    settings: Settings, mongo: AsyncMongoClient[Any], patient_redis: Any
 ) -> None:
     """Every worker holds its own copy of an entry and refreshes it ahead of expiry. Each
     draws its own refresh point at random in the TTL's last fraction, so for almost every
@@ -236,7 +250,7 @@ async def test_workers_holding_the_same_entries_recompute_each_once_not_each_of_
         settings, cache_ttl_list=4, cache_refresh_ahead=0.5, cache_refresh_concurrency=20
     )
     first, second = (
-        create_app(tuned, mongo=mongo, redis_client=redis_client, cache_clock=lambda: now[0])
+        create_app(tuned, mongo=mongo, redis_client=patient_redis, cache_clock=lambda: now[0])
         for _ in range(2)
     )
     async with await make_client(first) as one, await make_client(second) as two:
