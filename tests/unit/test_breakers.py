@@ -14,6 +14,12 @@ from enterprise.breakers import Circuit, make_breaker
 pytestmark = pytest.mark.unit
 
 
+async def _call_until(circuit: Circuit, released: asyncio.Event) -> None:
+    """A call through the circuit that is in flight until `released` is set."""
+    with circuit.calling():
+        await released.wait()
+
+
 async def test_stalled_calls_and_a_failed_ping_open_it_a_ping_that_answers_does_not() -> None:
     answers = True
     pings = 0
@@ -29,10 +35,6 @@ async def test_stalled_calls_and_a_failed_ping_open_it_a_ping_that_answers_does_
     circuit = Circuit(breaker, probe=probe, stall_s=2.0, monotonic=lambda: now)
     release = asyncio.Event()
 
-    async def stalled() -> None:
-        with circuit.calling():
-            await release.wait()
-
     async def call_at(moment: float) -> None:
         nonlocal now
         now = moment
@@ -41,7 +43,7 @@ async def test_stalled_calls_and_a_failed_ping_open_it_a_ping_that_answers_does_
         await asyncio.sleep(0)  # let a ping it started run
         await asyncio.sleep(0)
 
-    waiting = [asyncio.ensure_future(stalled()) for _ in range(3)]
+    waiting = [asyncio.ensure_future(_call_until(circuit, release)) for _ in range(3)]
     await asyncio.sleep(0)
     await call_at(1.9)  # not stalled yet
     await call_at(4.0)  # stalled, and nothing finished since 1.9: ping; it answers
@@ -107,12 +109,7 @@ async def test_check_refuses_as_calling_would_and_leaves_a_due_trial_to_the_call
     )
     circuit.check()  # closed, nothing in flight
     release = asyncio.Event()
-
-    async def stalled() -> None:
-        with circuit.calling():
-            await release.wait()
-
-    waiting = asyncio.ensure_future(stalled())
+    waiting = asyncio.ensure_future(_call_until(circuit, release))
     await asyncio.sleep(0)
     moment = 3.0
     circuit.check()  # the call in flight for 3 s, none finished: the stall watch pings
@@ -126,12 +123,7 @@ async def test_check_refuses_as_calling_would_and_leaves_a_due_trial_to_the_call
     breaker._state_storage.opened_at = now - timedelta(seconds=6)
     circuit.check()  # the trial is due: left to the call
     trial = asyncio.Event()
-
-    async def trial_call() -> None:
-        with circuit.calling():
-            await trial.wait()
-
-    trying = asyncio.ensure_future(trial_call())
+    trying = asyncio.ensure_future(_call_until(circuit, trial))
     await asyncio.sleep(0)
     with pytest.raises(pybreaker.CircuitBreakerError):
         circuit.check()  # a trial in flight: the others fail fast
