@@ -512,9 +512,16 @@ start_postgres() {
   init_postgres "$data"
   # Port and sockets on the command line, so the faults tier's cluster can take others. WAL:
   # with the default max_wal_size (1 GB) one test run left 721 MB of it; test data needs less.
+  # File-based persisted cursors: without them DocumentDB asks FerretDB to keep the PostgreSQL
+  # connection of every sorted query's cursor, even one drained in its first batch, and
+  # FerretDB then closes that connection (FerretDB-DocumentDB#270): a new backend (a fork and
+  # DocumentDB's start-up) per sorted read. A 21-document page took 12.2 ms sequentially with
+  # two forks per query; 0.86 ms and none with them (docs/benchmarks.md). On the command line,
+  # so clusters made before this line get it at their next start too.
   setsid nohup setpriv --reuid=postgres --regid=postgres --init-groups \
     "$PG_BIN/postgres" -D "$data" -c port="$POSTGRES_PORT" -c listen_addresses="$HOST" \
     -c unix_socket_directories="$sockets" -c max_wal_size=256MB -c min_wal_size=64MB \
+    -c documentdb.enableFileBasedPersistedCursors=on -c documentdb.useFileBasedPersistedCursors=on \
     </dev/null >>"$STACK_DIR/logs/postgres.log" 2>&1 9>&- &
   pid=$!
   echo "$pid" >"$(pid_file postgres)"
