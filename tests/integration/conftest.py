@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,11 +11,21 @@ import httpx
 import pytest
 import redis.asyncio
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from enterprise.app import create_app
 from enterprise.settings import Settings
 from tests.conftest import MONGODB_URI, make_client
 from tests.integration.factories import CommandRecorder
+
+
+@pytest.fixture
+async def db(mongo: AsyncMongoClient[Any]) -> AsyncIterator[AsyncDatabase[Any]]:
+    """A fresh, empty database on the project's server (no indexes synced); dropped afterwards.
+    The `database` fixture is the one with the declared indexes."""
+    database = mongo[f"scratch_{uuid.uuid4().hex[:12]}"]
+    yield database
+    await mongo.drop_database(database.name)
 
 
 @asynccontextmanager

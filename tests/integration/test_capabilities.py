@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,13 +20,6 @@ OPTIONS = {
     "ttl_indexes": {"expireAfterSeconds": 60},
     "collation_indexes": {"collation": {"locale": "en", "strength": 2}},
 }
-
-
-@pytest.fixture
-async def db(mongo: AsyncMongoClient[Any]) -> AsyncIterator[AsyncDatabase[Any]]:
-    database = mongo[f"caps_test_{uuid.uuid4().hex[:12]}"]
-    yield database
-    await mongo.drop_database(database.name)
 
 
 async def _accepts(db: AsyncDatabase[Any], option: dict[str, Any]) -> bool:

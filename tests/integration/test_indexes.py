@@ -2,13 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, IndexModel
+from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
@@ -19,14 +17,6 @@ from indexes.sync import live_indexes, plan, sync
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def db(mongo: AsyncMongoClient[Any]) -> AsyncIterator[AsyncDatabase[Any]]:
-    """A fresh, empty database on the project's server (no indexes synced yet)."""
-    database = mongo[f"idx_test_{uuid.uuid4().hex[:12]}"]
-    yield database
-    await mongo.drop_database(database.name)
 
 
 async def _uri(db: AsyncDatabase[Any]) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,13 +29,6 @@ def _connections_opened(url: str) -> float:
             if line.startswith(_OPENED + " "):
                 return float(line.split()[1])
     raise AssertionError(f"{url} does not report {_OPENED}")
-
-
-@pytest.fixture
-async def db(mongo: AsyncMongoClient[Any]) -> AsyncIterator[AsyncDatabase[Any]]:
-    database = mongo[f"stack_test_{uuid.uuid4().hex[:12]}"]
-    yield database
-    await mongo.drop_database(database.name)
 
 
 async def test_sorted_reads_reuse_ferretdb_v2s_postgresql_connections(
